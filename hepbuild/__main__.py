@@ -1,0 +1,5 @@
+import sys
+
+from hepbuild.cli import main
+
+sys.exit(main())
