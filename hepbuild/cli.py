@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hepbuild {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument(
-        "-C", "--directory", default=None, metavar="DIR",
+        "-C",
+        "--directory",
+        default=None,
+        metavar="DIR",
         help="project directory with matrix.yaml and recipes/ (default: the current one)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,8 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             kind, value, _ = sys.exc_info()
             print(
-                redact(f"internal error: {kind.__name__ if kind else '?'}: {value}\n"
-                       "  this is a bug in hepbuild; run again with --debug and report the traceback"),
+                redact(
+                    f"internal error: {kind.__name__ if kind else '?'}: {value}\n"
+                    "  this is a bug in hepbuild; run again with --debug and report the traceback"
+                ),
                 file=sys.stderr,
             )
         return 70

@@ -47,7 +47,11 @@ def section(name: str, title: str, *, collapsed: bool = True) -> Iterator[None]:
     key = _section_name(name)
     if in_gitlab_ci():
         opts = "[collapsed=true]" if collapsed else ""
-        print(f"\x1b[0Ksection_start:{int(start)}:{key}{opts}\r\x1b[0K{title}", file=sys.stderr, flush=True)
+        print(
+            f"\x1b[0Ksection_start:{int(start)}:{key}{opts}\r\x1b[0K{title}",
+            file=sys.stderr,
+            flush=True,
+        )
     else:
         print(f"==> {title}", file=sys.stderr, flush=True)
     try:
@@ -55,7 +59,9 @@ def section(name: str, title: str, *, collapsed: bool = True) -> Iterator[None]:
     finally:
         elapsed = time.time() - start
         if in_gitlab_ci():
-            print(f"\x1b[0Ksection_end:{int(time.time())}:{key}\r\x1b[0K", file=sys.stderr, flush=True)
+            print(
+                f"\x1b[0Ksection_end:{int(time.time())}:{key}\r\x1b[0K", file=sys.stderr, flush=True
+            )
         print(f"    {title}: {elapsed:.1f} s", file=sys.stderr, flush=True)
 
 
@@ -81,7 +87,9 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
     """A plain aligned text table; empty cells print as ``-``."""
     cells = [[_cell(row.get(col)) for col in columns] for row in rows]
     widths = [max([len(col)] + [len(r[i]) for r in cells]) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()]
+    lines = [
+        "  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True)).rstrip()
+    ]
     for r in cells:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines)
@@ -95,7 +103,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stream: TextIO | None = None) -> None:
+def print_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], stream: TextIO | None = None
+) -> None:
     out = stream or sys.stdout
     out.write(format_table(rows, columns) + "\n")
     out.flush()

@@ -41,20 +41,46 @@ ARCHES: tuple[Arch, ...] = (
 
 # Every other spelling we accept on input, mapped to the centre's name.
 _ALIASES: dict[str, str] = {
-    "i386": "x86", "i486": "x86", "i586": "x86", "i686": "x86", "386": "x86", "ia32": "x86",
-    "amd64": "x86_64", "x86-64": "x86_64", "x64": "x86_64",
-    "armhf": "arm", "armhfp": "arm", "armv7": "arm", "armv7l": "arm", "armv7hl": "arm",
-    "arm/v7": "arm", "arm32v7": "arm",
-    "aarch64": "arm64", "arm64/v8": "arm64", "arm64v8": "arm64", "armv8": "arm64",
+    "i386": "x86",
+    "i486": "x86",
+    "i586": "x86",
+    "i686": "x86",
+    "386": "x86",
+    "ia32": "x86",
+    "amd64": "x86_64",
+    "x86-64": "x86_64",
+    "x64": "x86_64",
+    "armhf": "arm",
+    "armhfp": "arm",
+    "armv7": "arm",
+    "armv7l": "arm",
+    "armv7hl": "arm",
+    "arm/v7": "arm",
+    "arm32v7": "arm",
+    "aarch64": "arm64",
+    "arm64/v8": "arm64",
+    "arm64v8": "arm64",
+    "armv8": "arm64",
 }
 
 _BY_NAME = {a.name: a for a in ARCHES}
 
 # SIF codes for architectures we do not build but may read (FORMATS.md §1.5).
 SIF_ARCH_NAMES: dict[str, str] = {
-    "00": "unknown", "01": "386", "02": "amd64", "03": "arm", "04": "arm64", "05": "ppc64",
-    "06": "ppc64le", "07": "mips", "08": "mipsle", "09": "mips64", "10": "mips64le",
-    "11": "s390x", "12": "riscv64", "13": "loong64",
+    "00": "unknown",
+    "01": "386",
+    "02": "amd64",
+    "03": "arm",
+    "04": "arm64",
+    "05": "ppc64",
+    "06": "ppc64le",
+    "07": "mips",
+    "08": "mipsle",
+    "09": "mips64",
+    "10": "mips64le",
+    "11": "s390x",
+    "12": "riscv64",
+    "13": "loong64",
 }
 
 

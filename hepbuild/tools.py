@@ -78,7 +78,9 @@ class Tool:
     version: str | None
 
 
-def find_tool(name: str, *, min_version: str | None = None, version_args: Sequence[str] = ("--version",)) -> Tool:
+def find_tool(
+    name: str, *, min_version: str | None = None, version_args: Sequence[str] = ("--version",)
+) -> Tool:
     """Find ``name`` on PATH once, read its version, and fail with how to install it."""
     found = _which(name)
     if found is None:
@@ -87,7 +89,9 @@ def find_tool(name: str, *, min_version: str | None = None, version_args: Sequen
     version = tool_version(found, tuple(version_args))
     if min_version and version and _as_tuple(version) < _as_tuple(min_version):
         hint = INSTALL_HINTS.get(name, f"upgrade {name}")
-        raise ToolMissing(f"{name} {version} at {found} is too old; hepbuild needs {min_version} or newer", hint)
+        raise ToolMissing(
+            f"{name} {version} at {found} is too old; hepbuild needs {min_version} or newer", hint
+        )
     return Tool(name, found, version)
 
 
@@ -105,7 +109,11 @@ def _which(name: str) -> str | None:
 def tool_version(path: str, version_args: tuple[str, ...] = ("--version",)) -> str | None:
     try:
         proc = subprocess.run(
-            [path, *version_args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+            [path, *version_args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -176,13 +184,22 @@ def run(
         if log_file is not None:
             return _run_logged(args, input, cwd, full_env, log_file, check, timeout, hint)
         proc = subprocess.run(
-            args, input=input, cwd=cwd, env=full_env, capture_output=True, timeout=timeout,
+            args,
+            input=input,
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        raise ToolMissing(f"{args[0]} was not found", INSTALL_HINTS.get(Path(args[0]).name)) from None
+        raise ToolMissing(
+            f"{args[0]} was not found", INSTALL_HINTS.get(Path(args[0]).name)
+        ) from None
     except subprocess.TimeoutExpired as exc:
-        raise ToolError(_redacted(args), -1, _tail(exc.stderr or b""), f"timed out after {timeout} s") from None
+        raise ToolError(
+            _redacted(args), -1, _tail(exc.stderr or b""), f"timed out after {timeout} s"
+        ) from None
     result = Result(args, proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise ToolError(_redacted(args), proc.returncode, _tail(proc.stderr or proc.stdout), hint)
@@ -193,7 +210,11 @@ def _run_logged(args, input, cwd, env, log_file, check, timeout, hint) -> Result
     log_file.write(f"+ {format_argv(args)}\n".encode())
     log_file.flush()
     proc = subprocess.Popen(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
     )
     if input is not None:
@@ -206,6 +227,7 @@ def _run_logged(args, input, cwd, env, log_file, check, timeout, hint) -> Result
         log_file.write(redact(line.decode("utf-8", "replace")).encode())
         tail.append(line)
         del tail[:-40]
+    proc.stdout.close()
     log_file.flush()
     returncode = proc.wait(timeout=timeout)
     if check and returncode != 0:
@@ -232,17 +254,26 @@ def spawn(
     _echo(args, quiet)
     full_env = {**os.environ, **env} if env else None
     try:
-        return subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=full_env)
+        return subprocess.Popen(
+            args, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=full_env
+        )
     except FileNotFoundError:
-        raise ToolMissing(f"{args[0]} was not found", INSTALL_HINTS.get(Path(args[0]).name)) from None
+        raise ToolMissing(
+            f"{args[0]} was not found", INSTALL_HINTS.get(Path(args[0]).name)
+        ) from None
 
 
-def wait_checked(proc: subprocess.Popen[bytes], *, hint: str | None = None, stderr_text: bytes = b"") -> int:
+def wait_checked(
+    proc: subprocess.Popen[bytes], *, hint: str | None = None, stderr_text: bytes = b""
+) -> int:
     """Wait for a spawned command; raise ToolError on a non-zero exit."""
     err = stderr_text
     if proc.stderr is not None and not err:
         err = proc.stderr.read()
     returncode = proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
     if returncode != 0:
         argv = proc.args if isinstance(proc.args, list) else [str(proc.args)]
         raise ToolError(_redacted([str(a) for a in argv]), returncode, _tail(err), hint)

@@ -36,7 +36,10 @@ def _missing_for(item: pytest.Item) -> list[str]:
     for marker, tools in _NEEDS.items():
         if item.get_closest_marker(marker):
             missing += [t for t in tools if _which(t) is None]
-    if item.get_closest_marker("qemu") and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists():
+    if (
+        item.get_closest_marker("qemu")
+        and not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
+    ):
         missing.append("binfmt_misc entry qemu-aarch64")
     if item.get_closest_marker("root") and os.geteuid() != 0:
         missing.append("root")
@@ -63,13 +66,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No test may read or write the developer's own auth files or config."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(home / "run"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    for var in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "HEPBUILD_PROFILE", "GITLAB_CI", "CI_MERGE_REQUEST_DIFF_BASE_SHA"):
+    for var in (
+        "REGISTRY_AUTH_FILE",
+        "DOCKER_CONFIG",
+        "HEPBUILD_PROFILE",
+        "GITLAB_CI",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
