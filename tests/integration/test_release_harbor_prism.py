@@ -1,0 +1,133 @@
+"""Every Harbor REST call we make, checked by Prism against Harbor's published spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from prism_fixtures import PrismServer, ResponseLog, prism_server_fixture  # noqa: F401
+
+from hepbuild.errors import RegistryError
+from hepbuild.registry.harbor import HarborClient, parse_scan_overview, scan_gate
+
+pytestmark = [pytest.mark.prism, pytest.mark.xdist_group("prism")]
+
+ROBOT = "robot$library+ci"
+SECRET = "s3cr3t$1"
+
+
+@dataclass(frozen=True)
+class Robot:
+    username: str = ROBOT
+    password: str = SECRET
+
+
+class PreferSession(requests.Session):
+    """Asks Prism for a given status on calls whose method and path match (Prism's Prefer)."""
+
+    def __init__(self, method: str, path_part: str, code: int) -> None:
+        super().__init__()
+        self.want = (method, path_part, code)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        want_method, path_part, code = self.want
+        if method == want_method and path_part in str(url):
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Prefer": f"code={code}"}
+        return super().request(method, url, *args, **kwargs)
+
+
+def _client(
+    server: PrismServer, session: requests.Session | None = None
+) -> tuple[HarborClient, ResponseLog]:
+    log = ResponseLog()
+    client = HarborClient(server.url, Robot(), session=session)
+    client.session.hooks["response"].append(log.record)
+    return client, log
+
+
+def test_ensure_project_sends_valid_requests(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server)
+    assert client.project_exists("hep") is True  # Prism's HEAD answers 200
+    assert client.create_project("hep", public=False) is True
+    assert client.ensure_project("hep", public=True) is False
+    assert [r.status_code for r in log.responses] == [200, 201, 200]
+    assert log.violations() == []
+
+
+def test_every_request_carries_a_request_id_and_basic_auth(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server)
+    client.create_project("hep", public=True)
+    sent = log.responses[0].request
+    assert len(sent.headers["X-Request-Id"]) == 32
+    assert sent.headers["X-Request-Id"] == client.last_request_id
+    assert sent.headers["Authorization"] == "Basic cm9ib3QkbGlicmFyeStjaTpzM2NyM3QkMQ=="
+    assert sent.body == b'{"project_name": "hep", "metadata": {"public": "true"}}'
+
+
+def test_existing_project_409_is_not_an_error(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server, PreferSession("POST", "/projects", 409))
+    assert client.create_project("hep", public=False) is False
+    assert log.responses[-1].status_code == 409
+
+
+def test_prism_rejects_a_malformed_project_request(prism_server: PrismServer) -> None:
+    """The check can fail: metadata values must be strings in Harbor's spec."""
+    client, log = _client(prism_server)
+    with pytest.raises(RegistryError, match="answered 400"):
+        client.request("POST", "/projects", ok=(201,),
+                       body={"project_name": "hep", "metadata": {"public": True}})
+    assert "metadata.public must be string" in log.violations()[0]
+
+
+def test_labels_found_created_and_attached(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server)
+    assert client.project_id("hep") == -2147483648  # the spec's example value
+    # Prism's example label is named "string": found by name without creating one.
+    assert client.find_label("string", 7) == -9007199254740991
+    assert client.find_label("hepbuild", 7) is None
+    # Prism's Location is not a label URL, so the id is looked up again -> still absent.
+    with pytest.raises(RegistryError, match="did not return the id"):
+        client.ensure_label("hepbuild", 7)
+    assert client.attach_label("hep", "hep/root", "sha256:" + "a" * 64, 12) is True
+    label_post = log.responses[-1].request
+    artifact = f"/projects/hep/repositories/hep%252Froot/artifacts/sha256:{'a' * 64}"
+    assert label_post.path_url == artifact + "/labels"
+    assert log.violations() == []
+
+
+def test_label_already_attached_409_is_fine(prism_server: PrismServer) -> None:
+    client, _ = _client(prism_server, PreferSession("POST", "/labels", 409))
+    assert client.attach_label("hep", "hep/root", "1.0-el9", 12) is False
+
+
+def test_scan_trigger_and_overview(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server)
+    assert client.trigger_scan("hep", "hep/root", "1.0-el9") is True
+    assert log.responses[-1].status_code == 202
+    overview = client.scan_overview("hep", "hep/root", "1.0-el9")
+    assert overview is not None
+    assert (overview.status, overview.severity, overview.counts) == (
+        "Success", "High", {"Critical": 5, "High": 5})
+    scan_gate(overview, "High")
+    with pytest.raises(RegistryError, match="severity High is above Medium"):
+        scan_gate(overview, "Medium")
+    assert log.violations() == []
+
+
+def test_unscannable_artifact_422_warns(
+    prism_server: PrismServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, _ = _client(prism_server, PreferSession("POST", "/scan", 422))
+    assert client.trigger_scan("hep", "hep/root", "1.0-el9") is False
+    assert "Harbor cannot scan hep/hep/root@1.0-el9" in capsys.readouterr().err
+
+
+def test_secret_never_in_errors(prism_server: PrismServer) -> None:
+    client, _ = _client(prism_server, PreferSession("GET", "/artifacts", 404))
+    with pytest.raises(RegistryError) as caught:
+        client.artifact("hep", "hep/root", "nope")
+    assert SECRET not in caught.value.render()
+    assert "answered 404" in caught.value.message
+    assert parse_scan_overview(None) is None
