@@ -1,0 +1,182 @@
+"""The child pipeline GitLab runs for a plan: one job per built cell, one per multi-arch image.
+
+    <cell id>      build + test one cell on its arch's runner (native, or qemu on x86_64)
+    <image key>    assemble and push the multi-arch list once all its arch jobs finished
+                   (only when the pipeline publishes; merge requests push nothing)
+
+What a job runs is a variable (HEPBUILD_BUILD_CMD, HEPBUILD_LIST_CMD), so a site, or a test,
+can point the same pipeline at another command without regenerating it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hepbuild import naming
+from hepbuild.ci.plan import Plan, PlannedCell
+from hepbuild.ci.project import Snapshot
+from hepbuild.config.model import Cell, Matrix
+from hepbuild.errors import RenderError
+from hepbuild.platforms import Arch
+
+BUILD_STAGE = "build"
+IMAGES_STAGE = "images"
+NOOP_JOB = "nothing-to-build"
+HOST_ARCH = "x86_64"  # where emulated builds run when the matrix names no runner for an arch
+
+ARTIFACT_PATHS = ("build/logs/", "build/records/", "dist/**/*.sif")
+JUNIT_REPORT = "build/reports/junit.xml"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    publish: bool  # push images and assemble lists; False for merge requests
+    profile: str
+    timeout: str = "3h"
+    artifacts_expire: str = "1 week"
+    build_cmd: str = "hepbuild build"
+    list_cmd: str = "hepbuild build --lists-only"
+
+
+def child_pipeline(plan: Plan, snapshot: Snapshot, options: PipelineOptions) -> dict[str, Any]:
+    builds = plan.builds
+    if not builds:
+        return _noop_pipeline(plan, options)
+    cells = {cell.id: cell for cell in snapshot.cells}
+    doc: dict[str, Any] = {
+        "stages": [BUILD_STAGE, IMAGES_STAGE] if options.publish else [BUILD_STAGE],
+        "variables": _variables(options),
+    }
+    for planned in builds:
+        cell = cells[planned.cell_id]
+        doc[planned.cell_id] = _cell_job(planned, cell, snapshot.config.matrix, options)
+    if options.publish:
+        for image, members in _by_image(builds).items():
+            _refuse_name_clash(doc, image)
+            doc[image] = _image_job(image, members, cells[members[0].cell_id], options)
+    return doc
+
+
+def _variables(options: PipelineOptions) -> dict[str, str]:
+    return {
+        "HEPBUILD_PROFILE": options.profile,
+        "HEPBUILD_BUILD_CMD": options.build_cmd,
+        "HEPBUILD_BUILD_ARGS": "--push" if options.publish else "--no-push",
+        "HEPBUILD_LIST_CMD": options.list_cmd,
+    }
+
+
+def _cell_job(
+    planned: PlannedCell, cell: Cell, matrix: Matrix, options: PipelineOptions
+) -> dict[str, Any]:
+    tags, native = runner_for(matrix, cell.arch)
+    job: dict[str, Any] = {
+        "stage": BUILD_STAGE,
+        "needs": [{"job": planned.parent, "artifacts": False}] if planned.parent else [],
+        "variables": {"HEPBUILD_CELL": cell.id, "HEPBUILD_EMULATED": "false" if native else "true"},
+        "script": [f"$HEPBUILD_BUILD_CMD --select {_quote(cell.id)} $HEPBUILD_BUILD_ARGS"],
+        "artifacts": _artifacts(options),
+        "interruptible": True,
+        "timeout": options.timeout,
+        "resource_group": resource_group(cell, naming.arch_tag(cell)),
+    }
+    if tags:
+        job["tags"] = list(tags)
+    return job
+
+
+def runner_for(matrix: Matrix, arch: Arch) -> tuple[tuple[str, ...], bool]:
+    """Runner tags for an arch and whether it runs natively; else qemu on the x86_64 runner."""
+    runner = matrix.runners.get(arch.name)
+    if runner is not None:
+        return runner.tags, runner.native
+    host = matrix.runners.get(HOST_ARCH)
+    return (host.tags if host else ()), arch.name == HOST_ARCH
+
+
+def _artifacts(options: PipelineOptions) -> dict[str, Any]:
+    return {
+        "when": "always",
+        "expire_in": options.artifacts_expire,
+        "paths": list(ARTIFACT_PATHS),
+        "reports": {"junit": JUNIT_REPORT},
+    }
+
+
+def _by_image(builds: tuple[PlannedCell, ...]) -> dict[str, list[PlannedCell]]:
+    images: dict[str, list[PlannedCell]] = {}
+    for planned in builds:
+        images.setdefault(planned.image, []).append(planned)
+    return images
+
+
+def _image_job(
+    image: str, members: list[PlannedCell], cell: Cell, options: PipelineOptions
+) -> dict[str, Any]:
+    return {
+        "stage": IMAGES_STAGE,
+        "needs": [{"job": m.cell_id, "artifacts": False} for m in members],
+        "variables": {"HEPBUILD_IMAGE": image},
+        "script": [f"$HEPBUILD_LIST_CMD --select {_quote(image + '-*')} $HEPBUILD_BUILD_ARGS"],
+        "interruptible": True,
+        "timeout": options.timeout,
+        "resource_group": resource_group(cell, naming.version_tag(cell)),
+    }
+
+
+def resource_group(cell: Cell, tag: str) -> str:
+    """One group per image tag, so two pipelines never push the same tag at once.
+
+    GitLab allows letters, digits, ``-_/.{}$`` and spaces here, so the tag's colon becomes /.
+    """
+    return f"hepbuild/{cell.recipe.group}/{cell.recipe.name}/{tag}".lower()
+
+
+def _refuse_name_clash(doc: dict[str, Any], name: str) -> None:
+    if name in doc:
+        raise RenderError(
+            f"the image job {name!r} has the same name as a cell job",
+            "rename the recipe or base so that no cell id equals another cell's image key",
+        )
+
+
+def _noop_pipeline(plan: Plan, options: PipelineOptions) -> dict[str, Any]:
+    """GitLab rejects a child pipeline without jobs, so an empty plan still gets one."""
+    skipped = len(plan.cells)
+    message = f"hepbuild ci plan: nothing to build ({plan.why}; {skipped} cell(s) up to date)"
+    return {
+        "stages": [BUILD_STAGE],
+        NOOP_JOB: {
+            "stage": BUILD_STAGE,
+            "script": [f"echo {_quote(message)}"],
+            "interruptible": True,
+            "timeout": "5m",
+        },
+    }
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def dump_pipeline(doc: dict[str, Any]) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def write_pipeline(doc: dict[str, Any], path: Path) -> None:
+    """Write atomically: GitLab must never pick up half a pipeline."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(dump_pipeline(doc))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
