@@ -1,0 +1,217 @@
+"""The main job: cells -> rendered Dockerfiles -> buildah builds -> tests -> pushes -> lists.
+
+``plan_jobs`` turns selected cells into BuildJobs (render, base digest, names);
+``run_jobs`` builds them in parallel, parents first; ``publish`` pushes per-arch images
+and then the multi-arch lists; ``write_outputs`` makes each cell's OCI/SIF/sandbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hepbuild import naming, output
+from hepbuild.build.bases import remote_digest
+from hepbuild.build.buildah import Buildah
+from hepbuild.build.cellbuild import BuildJob, build_cell, skipped_child
+from hepbuild.build.logscan import log_tail
+from hepbuild.build.publish import push_cell_images, push_lists, pushable
+from hepbuild.build.results import BuiltImage, PushedList
+from hepbuild.build.scheduler import OrderedRunner
+from hepbuild.config.model import Cell, Config
+from hepbuild.errors import BuildError, HepbuildError
+
+_PINNED = re.compile(r"@(sha256:[0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run writes: build/ (rendered files, logs, reports) and dist/ (outputs)."""
+
+    root: Path
+
+    @property
+    def render_dir(self) -> Path:
+        return self.root / "build" / "rendered"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "build" / "logs"
+
+    @property
+    def junit_path(self) -> Path:
+        return self.root / "build" / "reports" / "junit.xml"
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.root / "dist"
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    images: list[BuiltImage]
+    lists: list[PushedList] = field(default_factory=list)
+    outputs: dict[str, list[str]] = field(default_factory=dict)  # cell id -> files written
+    junit: str | None = None
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def base_digest_of(ref: str, *, tls_verify: bool, authfile: str | None) -> str | None:
+    pinned = _PINNED.search(ref)
+    if pinned:
+        return pinned.group(1)
+    return remote_digest(ref, tls_verify=tls_verify, authfile=authfile)
+
+
+def plan_jobs(
+    config: Config, cells: Sequence[Cell], layout: Layout, buildah: Buildah
+) -> list[BuildJob]:
+    """Render every selected cell; a missing base is reported before anything is built."""
+    from hepbuild.cells import base_image, parent_cell
+    from hepbuild.render import render_cell
+
+    selected = {cell.id for cell in cells}
+    jobs: list[BuildJob] = []
+    for cell in cells:
+        parent = parent_cell(config, cell)
+        digest = None if parent else _base_digest(config, cell, base_image(config, cell), buildah)
+        rendered = render_cell(config, cell, layout.render_dir, base_digest=digest)
+        jobs.append(_job(config, cell, rendered, parent, digest, selected))
+    return jobs
+
+
+def _base_digest(config: Config, cell: Cell, ref: str, buildah: Buildah) -> str:
+    settings = buildah.settings
+    digest = base_digest_of(ref, tls_verify=settings.tls_verify, authfile=settings.authfile)
+    if digest is None:
+        hint = ("run `hepbuild bases --profile local` first" if config.profile.bootstrap
+                else "check the base's image reference in matrix.yaml and your registry login")
+        raise HepbuildError(f"base image {ref} of cell {cell.id} is not in its registry", hint)
+    return digest
+
+
+def _job(config: Config, cell: Cell, rendered: Any, parent: Cell | None, digest: str | None,
+         selected: set[str]) -> BuildJob:
+    dockerfile = _dockerfile_path(rendered)
+    registry_name = naming.arch_ref(config.profile.registry, cell)
+    return BuildJob(
+        cell=cell, dockerfile=dockerfile, context=Path(rendered.context_dir),
+        local_ref=naming.local_name(cell),
+        # Children build FROM the parent's registry name; tagging it locally too lets them
+        # start before (or without) a push.
+        extra_names=(registry_name,),
+        parent_id=parent.id if parent and parent.id in selected else None,
+        content_key=getattr(rendered, "content_key", None), base_digest=digest,
+        labels=dict(getattr(rendered, "labels", None) or {}),
+    )
+
+
+def _dockerfile_path(rendered: Any) -> Path:
+    value = rendered.dockerfile
+    if isinstance(value, Path):
+        return value
+    path = Path(rendered.directory) / "Dockerfile"
+    if not path.exists():
+        path.write_text(str(value), encoding="utf-8")
+    return path
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def run_jobs(buildah: Buildah, jobs: Sequence[BuildJob], layout: Layout, *, max_workers: int,
+             run_tests: bool) -> list[BuiltImage]:
+    """Build every job, ``max_workers`` at a time, a child only after its parent built."""
+    total = len(jobs)
+    finished: list[str] = []
+
+    def work(job: BuildJob) -> BuiltImage:
+        image = build_cell(buildah, job, layout.logs_dir, run_tests=run_tests)
+        finished.append(job.cell.id)
+        output.progress(len(finished), total, f"{job.cell.id}: {image.status}")
+        return image
+
+    runner: OrderedRunner[BuildJob, BuiltImage] = OrderedRunner(
+        id_of=lambda j: j.cell.id, parent_of=lambda j: j.parent_id, work=work,
+        skip=lambda j, parent: skipped_child(j, parent, layout.logs_dir),
+        succeeded=lambda image: image.status == "built",
+    )
+    results = runner.run(jobs, max_workers)
+    return [results[job.cell.id] for job in jobs]
+
+
+def publish(buildah: Buildah, config: Config, jobs: Sequence[BuildJob],
+            images: Sequence[BuiltImage]) -> tuple[list[BuiltImage], list[PushedList]]:
+    registry = config.profile.registry
+    targets = {j.cell.id: naming.arch_ref(registry, j.cell) for j in jobs}
+    pushed = push_cell_images(buildah, images, targets)
+    list_refs = {j.cell.image_key: naming.list_ref(registry, j.cell) for j in jobs}
+    arches = {j.cell.id: j.cell.arch for j in jobs}
+    return pushed, push_lists(buildah, pushed, list_refs, arches)
+
+
+# --- outputs (OCI, SIF, sandbox) -----------------------------------------------------------
+
+_DESTINATIONS: dict[str, Callable[[Path, str], str]] = {
+    "oci": lambda d, name: f"oci:{d / (name + '.oci')}",
+    "sif": lambda d, name: f"sif:{d / (name + '.sif')}",
+    "sandbox": lambda d, name: f"sandbox:{d / (name + '.sandbox')}",
+}
+
+
+def write_outputs(jobs: Sequence[BuildJob], images: Sequence[BuiltImage], layout: Layout,
+                  *, tls_verify: bool) -> dict[str, list[str]]:
+    convert = _converter()
+    if convert is None:
+        output.warn("image conversion (hepbuild.image.convert) is not available yet; "
+                    "skipping the cells' oci/sif/sandbox outputs")
+        return {}
+    by_id = {i.cell_id: i for i in images}
+    written: dict[str, list[str]] = {}
+    for job in jobs:
+        image = by_id[job.cell.id]
+        if pushable(image):
+            written[job.cell.id] = _outputs_for(convert, job, image, layout)
+    return written
+
+
+def _outputs_for(convert: Callable[..., Any], job: BuildJob, image: BuiltImage,
+                 layout: Layout) -> list[str]:
+    directory = layout.dist_dir / job.cell.id
+    directory.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for kind in job.cell.recipe.outputs:
+        dest = _DESTINATIONS[kind](directory, job.cell.recipe.name)
+        convert(f"containers-storage:{image.local_ref}", dest, arch=job.cell.arch.name)
+        files.append(dest)
+    return files
+
+
+def _converter() -> Callable[..., Any] | None:
+    try:
+        module = importlib.import_module("hepbuild.image.convert")
+    except ImportError:
+        return None
+    return getattr(module, "convert", None)
+
+
+# --- the verdict ---------------------------------------------------------------------------
+
+
+def first_failure(images: Sequence[BuiltImage]) -> BuildError | None:
+    """The error for the first failed build or test, naming the cell and the step."""
+    failed = [i for i in images if i.status == "failed" or i.test_status == "failed"]
+    if not failed:
+        return None
+    image = failed[0]
+    others = len(failed) - 1
+    more = f"; {others} more cell(s) failed, see the summary" if others else ""
+    step = (image.step or "build") if image.status == "failed" else (image.error or "test")
+    return BuildError(image.cell_id, step, image.log, log_tail(Path(image.log)),
+                      f"fix it and run: hepbuild build --select {image.cell_id}{more}")
