@@ -98,6 +98,8 @@ class Matrix:
     default_profile: str
     rules: tuple[Rule, ...] = ()
     runners: dict[str, Runner] = field(default_factory=dict)
+    templates: Path | None = None  # custom template directory (matrix.yaml `templates:`)
+    source: str | None = None  # stamped as org.opencontainers.image.source when set
 
 
 @dataclass(frozen=True)

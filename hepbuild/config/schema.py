@@ -1,0 +1,73 @@
+"""The published JSON Schemas (schemas/*.schema.json), and their errors turned into Problems.
+
+The schemas are the first, structural check of every file; load.py then checks meaning
+(known arches and bases, files inside the recipe, depends_on). Each schema error is
+reported at the line of the value it is about.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from hepbuild.config.document import Document
+from hepbuild.errors import Problem
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+SCHEMA_FILES = {"matrix": "matrix.schema.json", "recipe": "recipe.schema.json"}
+
+_UNEXPECTED = re.compile(r"'([^']+)'")
+
+
+def schema_path(kind: str) -> Path:
+    return SCHEMA_DIR / SCHEMA_FILES[kind]
+
+
+@cache
+def validator(kind: str) -> Draft202012Validator:
+    schema = json.loads(schema_path(kind).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate(kind: str, doc: Document) -> list[Problem]:
+    """Every schema error of ``doc``, sorted by line."""
+    errors = sorted(validator(kind).iter_errors(doc.data), key=lambda e: list(map(str, e.path)))
+    problems = [p for error in errors for p in _problems_for(doc, error)]
+    return sorted(problems, key=lambda p: (p.line or 0, p.message))
+
+
+def _problems_for(doc: Document, error: ValidationError) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f"valid keys here: {', '.join(allowed)}" if allowed else None
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        return [doc.problem(path + (k,), f"unknown key {k!r}", hint) for k in extra]
+    return [doc.problem(path, _message(error, path), _hint(error))]
+
+
+def _message(error: ValidationError, path: tuple[Any, ...]) -> str:
+    where = ".".join(str(p) for p in path) or "the top level"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator in ("oneOf", "anyOf"):
+        return f"{where}: must be a string (shell form) or a list of strings (exec form)"
+    return f"{where}: {error.message}"
+
+
+def _hint(error: ValidationError) -> str | None:
+    if error.validator == "enum":
+        return "use one of: " + ", ".join(map(str, error.validator_value))
+    if error.validator == "pattern":
+        return f"it must match {error.validator_value}"
+    if error.validator == "type":
+        return f"write it as {error.validator_value}"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return description
