@@ -1,0 +1,202 @@
+"""The pipeline's publish stage: per image, the dated tag, the moving tags, the build records;
+on Harbor also the project, a label and a vulnerability scan.
+
+Input is ``build/results.json`` as ``hepbuild build`` writes it (a BuildReport: ``images``
+with one BuiltImage per cell, ``outputs`` with the files each cell wrote). Without it, the
+digests of the named cells are read from their per-arch tags in the registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import git
+
+from hepbuild import __version__, naming
+from hepbuild.build.results import BuiltImage
+from hepbuild.config.model import Cell, Config
+from hepbuild.errors import ConfigError, HepbuildError, Problem
+from hepbuild.registry.harbor import HarborClient, split_repository
+from hepbuild.release.records import (
+    BUILD_RECORD_TYPE,
+    BuildRecord,
+    attach_referrer,
+    write_local_record,
+)
+from hepbuild.release.store import ManifestStore
+from hepbuild.release.versions import PublishBlocked, Release, publish_image, repository_path
+
+HARBOR_LABEL = "hepbuild"
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    images: list[BuiltImage]
+    outputs: dict[str, list[str]]  # cell id -> files the cell wrote (SIF, sandbox, ...)
+
+
+@dataclass(frozen=True)
+class Published:
+    releases: list[Release]
+    records: list[str]  # local record files written
+    blocked: list[str]  # one message per image that did not publish
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who, what and when, passed in by the command (never read deep in here)."""
+
+    builder: str
+    recipe_commit: str | None
+    when: dt.datetime
+
+
+def recipe_commit(root: Path) -> str | None:
+    """HEAD of the git repository holding the recipes, or None outside of git."""
+    try:
+        return git.Repo(root, search_parent_directories=True).head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
+def load_build_inputs(path: Path) -> BuildInputs:
+    shown = str(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        problem = Problem(shown, None, f"cannot read build results: {exc}",
+                          "run hepbuild build first, or name the cells to publish")
+        raise ConfigError([problem]) from None
+    raw_images = document.get("images") if isinstance(document, dict) else None
+    if not isinstance(raw_images, list):
+        raise ConfigError([Problem(shown, None, "no `images` list in the build results")])
+    images = [_built_image(shown, i, raw) for i, raw in enumerate(raw_images)]
+    outputs = document.get("outputs") or {}
+    return BuildInputs(images, {str(k): [str(p) for p in v] for k, v in outputs.items()})
+
+
+def _built_image(shown: str, index: int, raw: Any) -> BuiltImage:
+    names = {f.name for f in fields(BuiltImage)}
+    if not isinstance(raw, dict) or not {"cell_id", "status"} <= raw.keys():
+        raise ConfigError([Problem(shown, None, f"images[{index}] lacks cell_id or status")])
+    values = {k: v for k, v in raw.items() if k in names}
+    defaults = {"local_ref": "", "pushed_ref": None, "digest": None, "size": None,
+                "platform": "", "log": "", "seconds": 0.0, "test_status": "none",
+                "content_key": None, "base_digest": None}
+    return BuiltImage(**{**defaults, **values})
+
+
+def inputs_from_registry(
+    store: ManifestStore, config: Config, cells: Sequence[Cell]
+) -> BuildInputs:
+    """Results for cells named on the command line: their per-arch tags in the registry."""
+    registry = config.profile.registry
+    images = []
+    for cell in cells:
+        repo = repository_path(registry, naming.repository(registry, cell.recipe))
+        manifest = store.find_manifest(repo, naming.arch_tag(cell))
+        images.append(BuiltImage(
+            cell_id=cell.id, local_ref="", pushed_ref=naming.arch_ref(registry, cell),
+            digest=manifest.digest if manifest else None, size=None,
+            platform=cell.arch.platform, log="", seconds=0.0, test_status="none",
+            content_key=None, base_digest=None, status="built" if manifest else "failed",
+            error=None if manifest else f"{naming.arch_tag(cell)} is not in the registry",
+            image_key=cell.image_key,
+        ))
+    return BuildInputs(images, {})
+
+
+def pair_cells(
+    cells: Sequence[Cell], inputs: BuildInputs
+) -> dict[str, list[tuple[Cell, BuiltImage]]]:
+    """Group results by image; a result whose cell is not in the matrix is an error."""
+    by_id = {c.id: c for c in cells}
+    unknown = [i.cell_id for i in inputs.images if i.cell_id not in by_id]
+    if unknown:
+        raise HepbuildError(f"build results name cells not in the matrix: {', '.join(unknown)}",
+                            "publish with the same matrix.yaml and profile the build used")
+    grouped: dict[str, list[tuple[Cell, BuiltImage]]] = {}
+    for image in inputs.images:
+        cell = by_id[image.cell_id]
+        grouped.setdefault(cell.image_key, []).append((cell, image))
+    return dict(sorted(grouped.items()))
+
+
+def publish_all(
+    store: ManifestStore, config: Config, grouped: Mapping[str, list[tuple[Cell, BuiltImage]]],
+    inputs: BuildInputs, provenance: Provenance, records_dir: Path,
+    harbor: HarborClient | None = None,
+) -> Published:
+    releases, records, blocked = [], [], []
+    for pairs in grouped.values():
+        try:
+            release = publish_image(store, pairs, provenance.when, registry=config.profile.registry)
+        except PublishBlocked as exc:
+            blocked.append(exc.message)
+            continue
+        releases.append(release)
+        records += [str(p) for p in _record_cells(store, config, pairs, inputs, provenance,
+                                                   records_dir)]
+        if harbor is not None:
+            _harbor_steps(harbor, config, release, pairs)
+    return Published(releases, records, blocked)
+
+
+def _record_cells(
+    store: ManifestStore, config: Config, pairs: Sequence[tuple[Cell, BuiltImage]],
+    inputs: BuildInputs, provenance: Provenance, records_dir: Path,
+) -> list[Path]:
+    written = []
+    for cell, image in pairs:
+        record = build_record(cell, image, inputs.outputs.get(cell.id, []), provenance)
+        repo = repository_path(config.profile.registry,
+                               naming.repository(config.profile.registry, cell.recipe))
+        subject = store.find_manifest(repo, str(image.digest))
+        if subject is not None:
+            attach_referrer(store, repo, subject, BUILD_RECORD_TYPE, record.to_json(),
+                            {"dev.hepbuild.record.cell": cell.id})
+        written.append(write_local_record(records_dir, record))
+    return written
+
+
+def build_record(
+    cell: Cell, image: BuiltImage, outputs: Sequence[str], provenance: Provenance
+) -> BuildRecord:
+    sif = next((Path(p) for p in outputs if p.endswith(".sif") and Path(p).is_file()), None)
+    sandbox = next((p for p in outputs if Path(p).is_dir()), None)
+    sif_sha256, sif_md5 = file_digests(sif) if sif else (None, None)
+    return BuildRecord(
+        cell_id=cell.id, oci_digest=image.digest, sif_sha256=sif_sha256, sif_md5=sif_md5,
+        sandbox_path=sandbox, recipe_commit=provenance.recipe_commit,
+        base_digest=image.base_digest, content_key=image.content_key,
+        build_time=provenance.when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        hepbuild_version=__version__, builder=provenance.builder,
+    )
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return "sha256:" + sha.hexdigest(), md5.hexdigest()
+
+
+def _harbor_steps(
+    harbor: HarborClient, config: Config, release: Release,
+    pairs: Sequence[tuple[Cell, BuiltImage]],
+) -> None:
+    registry = config.profile.registry
+    project, repo = split_repository(registry, release.repository)
+    harbor.ensure_project(project, public=registry.public)
+    label = harbor.ensure_label(HARBOR_LABEL, harbor.project_id(project))
+    harbor.attach_label(project, repo, release.digest, label)
+    for _, image in pairs:  # a list is not scannable; its arch images are
+        harbor.trigger_scan(project, repo, str(image.digest))
