@@ -1,0 +1,130 @@
+"""``hepbuild push SRC... DST``: an OCI layout or SIF file(s) to a registry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from hepbuild import output
+from hepbuild.errors import UsageError
+from hepbuild.registry.client import MiB, RegistryClient
+from hepbuild.registry.connect import client_for
+from hepbuild.registry.oras import push_sif, push_sif_set
+from hepbuild.registry.push import push_image_layout
+from hepbuild.registry.reference import Reference, parse_reference
+from hepbuild.registry.result import PushResult
+from hepbuild.registry.sifmeta import is_sif
+
+COLUMNS = ("reference", "digest", "size", "bytes uploaded")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "push",
+        help="push an OCI layout (docker://) or SIF files (oras://) to a registry",
+        description="SRC is oci:DIR[:TAG] or a SIF file (sif:FILE). Several SIFs for different "
+        "architectures get per-arch tags TAG-ARCH plus an OCI index under TAG.",
+    )
+    add_tls_arguments(parser)
+    parser.add_argument("sources", nargs="+", metavar="SRC", help="oci:DIR[:TAG] or FILE.sif")
+    parser.add_argument("destination", metavar="DST", help="docker://HOST/REPO:TAG or oras://…")
+    parser.add_argument("--arch", help="the SIF's architecture (checked against the file)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain HTTP, for local registries such as `hepbuild registry start`",
+    )
+    parser.add_argument("--ca-file", help="PEM CA bundle the registry's certificate chains to")
+    parser.add_argument(
+        "--chunk-size",
+        type=float,
+        default=8.0,
+        metavar="MIB",
+        help="upload chunk size in MiB (lower it behind proxies that cap bodies)",
+    )
+
+
+def client_from_args(args: argparse.Namespace, ref: Reference) -> RegistryClient:
+    return client_for(
+        ref.host,
+        insecure=args.insecure,
+        ca_file=args.ca_file,
+        chunk_size=int(args.chunk_size * MiB),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if "://" not in args.destination:
+        raise UsageError(
+            f"destination {args.destination!r} has no transport",
+            "write docker://HOST/REPO:TAG (OCI) or oras://HOST/REPO:TAG (SIF)",
+        )
+    ref = parse_reference(args.destination)
+    with client_from_args(args, ref) as client:
+        result = push_sources(client, args.sources, ref, args.arch)
+    rows = [*(c.row() for c in result.children), result.row()]
+    if args.json:
+        output.emit_json({"result": result, "rows": rows})
+    else:
+        output.print_table([_human(r) for r in rows], COLUMNS)
+    return 0
+
+
+def push_sources(
+    client: RegistryClient, sources: list[str], ref: Reference, arch: str | None
+) -> PushResult:
+    sifs = [_sif_path(s) for s in sources]
+    if all(p is not None for p in sifs):
+        if ref.transport != "oras":
+            raise UsageError("SIF files are pushed over ORAS", f"use oras://{ref}")
+        paths = [p for p in sifs if p is not None]
+        if len(paths) == 1:
+            return push_sif(client, paths[0], ref, arch)
+        return push_sif_set(client, paths, ref)
+    if len(sources) != 1:
+        raise UsageError("give one OCI source, or only SIF files")
+    layout, tag = _oci_source(sources[0])
+    if ref.transport != "docker":
+        raise UsageError("OCI images are pushed with docker://", f"use docker://{ref}")
+    return push_image_layout(client, layout, ref, tag)
+
+
+def _sif_path(source: str) -> Path | None:
+    if source.startswith("sif:"):
+        path = Path(source[4:])
+        if not path.is_file():
+            raise UsageError(f"SIF file {path} does not exist")
+        return path
+    path = Path(source)
+    return path if ":" not in source and path.is_file() and is_sif(path) else None
+
+
+def _oci_source(source: str) -> tuple[Path, str | None]:
+    transport, sep, rest = source.partition(":")
+    if not sep or transport != "oci":
+        raise UsageError(
+            f"push cannot read {source!r} directly",
+            "push reads oci:DIR[:TAG] and SIF files; convert other sources first with "
+            "`hepbuild convert SRC oci:DIR`",
+        )
+    folder, sep, tag = rest.rpartition(":")
+    if sep and "/" not in tag and Path(folder).is_dir():
+        return Path(folder), tag
+    return Path(rest), None
+
+
+def _human(row: dict[str, object]) -> dict[str, object]:
+    size = row.get("size")
+    sent = row.get("bytes uploaded")
+    return {
+        **row,
+        "digest": output.short_digest(str(row["digest"]), 19),
+        "size": output.human_size(size if isinstance(size, int) else None),
+        "bytes uploaded": output.human_size(sent if isinstance(sent, int) else None),
+    }

@@ -1,0 +1,23 @@
+"""Make a RegistryClient for a host from the command line's TLS switches and stored logins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from hepbuild.registry.auth import load_credentials
+from hepbuild.registry.client import DEFAULT_CHUNK, RegistryClient
+
+
+def client_for(
+    host: str,
+    *,
+    insecure: bool = False,
+    ca_file: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    env: Mapping[str, str] | None = None,
+) -> RegistryClient:
+    credentials = load_credentials(host, os.environ if env is None else env)
+    return RegistryClient(
+        host, insecure=insecure, ca_file=ca_file, credentials=credentials, chunk_size=chunk_size
+    )
