@@ -1,0 +1,70 @@
+"""Writing an OCI image layout from layer tars held in memory (small images, tests, tools)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from hepbuild.image import oci
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A layer's uncompressed tar and how to store it."""
+
+    tar: bytes
+    media_type: str = oci.OCI_LAYER_GZIP
+    raw: bytes | None = None  # exact blob bytes, overriding the compression of ``tar``
+
+
+def compress(tar: bytes, media_type: str) -> bytes:
+    kind = oci.LAYER_COMPRESSION.get(media_type, "none")
+    if kind == "gzip":
+        return gzip.compress(tar, mtime=0)
+    if kind == "zstd":
+        return zstandard.ZstdCompressor().compress(tar)
+    return tar
+
+
+@dataclass
+class LayoutWriter:
+    """Add images to one layout directory, each under its own tag."""
+
+    root: Path
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_image(self, tag: str, layers: Sequence[LayerBlob], config: dict[str, Any] | None
+                  = None, platform: dict[str, str] | None = None) -> str:
+        descriptors, diff_ids = [], []
+        for layer in layers:
+            blob = layer.raw if layer.raw is not None else compress(layer.tar, layer.media_type)
+            digest, size = oci.write_blob(self.root, blob)
+            descriptors.append({"mediaType": layer.media_type, "digest": digest, "size": size})
+            diff_ids.append("sha256:" + hashlib.sha256(layer.tar).hexdigest())
+        full_config = {"architecture": "amd64", "os": "linux", "config": {}}
+        full_config.update(config or {})
+        full_config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+        config_digest, config_size = oci.write_blob(self.root, json.dumps(full_config).encode())
+        manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                    "config": {"mediaType": oci.OCI_CONFIG, "digest": config_digest,
+                               "size": config_size}, "layers": descriptors}
+        digest, size = oci.write_blob(self.root, json.dumps(manifest).encode())
+        entry: dict[str, Any] = {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": size,
+                                 "annotations": {oci.REF_NAME: tag}}
+        if platform:
+            entry["platform"] = platform
+        self.entries.append(entry)
+        self._write_index()
+        return digest
+
+    def _write_index(self) -> None:
+        (self.root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+        index = {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": self.entries}
+        (self.root / "index.json").write_text(json.dumps(index, indent=2))
