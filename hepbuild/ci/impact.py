@@ -89,7 +89,7 @@ def _add_template_users(
 ) -> None:
     wanted = {PurePosixPath(t).relative_to(templates_dir).as_posix(): t for t in templates}
     for cell in snapshot.cells:
-        used = {_template_name(t, templates_dir) for t in snapshot.render(cell).templates}
+        used = {_template_name(t, templates_dir) for t in snapshot.templates(cell)}
         for name in sorted(used & wanted.keys()):
             add_reason(reasons, cell.id, f"template {wanted[name]} changed")
 

@@ -4,68 +4,98 @@ Every image hepbuild builds carries ``org.hepbuild.content-key`` on its image co
 the registry's image for a cell has the key the cell would get now, building it again would
 produce the same image, so the plan skips it (``--force`` builds anyway).
 
-The lookup is a plain callable, so tests can inject one; the real one asks skopeo through
-hepbuild.tools (the registry client can replace it without changing callers).
+The lookup is a plain callable, so tests can inject one; the real one reads the manifest and
+the image config through hepbuild's registry client (one client, so one connection, per
+registry for a whole plan).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from hepbuild import tools
 from hepbuild.config.model import Registry
-from hepbuild.errors import RegistryError, ToolError
+from hepbuild.errors import RegistryError
+from hepbuild.registry.auth import load_credentials
+from hepbuild.registry.client import RegistryClient
 
 CONTENT_KEY_LABEL = "org.hepbuild.content-key"
 
 KeyLookup = Callable[[str], "str | None"]
 
-# skopeo's words for "there is no such image": these mean "build it", not "fail".
-_ABSENT_MARKERS = ("manifest unknown", "not found", "name unknown", "404")
+
+def split_ref(ref: str) -> tuple[str, str, str]:
+    """``host[:port]/repo/path:tag`` -> (host, repo, tag)."""
+    host, _, rest = ref.partition("/")
+    repo, sep, tag = rest.rpartition(":")
+    if not host or not sep or not repo or "/" in tag:
+        raise RegistryError(f"{ref!r} is not a host/repository:tag reference")
+    return host, repo, tag
 
 
-def registry_content_key(ref: str, *, tls_verify: bool = True) -> str | None:
-    """The content key label of the image at ``ref`` (host/repo:tag), or None if absent.
-
-    Credentials come from the usual auth file (REGISTRY_AUTH_FILE or the containers default),
-    never from the command line.
-    """
-    skopeo = tools.find_tool("skopeo")
-    argv = [skopeo.path, "inspect", "--config", "--retry-times", "1"]
-    if not tls_verify:
-        argv.append("--tls-verify=false")
+def registry_content_key(
+    ref: str, *, client: RegistryClient | None = None, insecure: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
+    """The content key label of the image at ``ref``, or None when there is no such image
+    (or it has no key). Credentials come from the environment or the auth file, never argv."""
+    host, repo, tag = split_ref(ref)
+    own = client is None
+    if client is None:
+        client = RegistryClient(host, insecure=insecure, credentials=load_credentials(host, env))
     try:
-        result = tools.run([*argv, f"docker://{ref}"], quiet=True, timeout=120)
-    except ToolError as exc:
-        if any(marker in exc.render().lower() for marker in _ABSENT_MARKERS):
-            return None
-        raise RegistryError(
-            f"could not read the content key of {ref}: {_last_line(exc.tail)}",
-            "check that the registry is reachable and the auth file valid, or plan with --force",
-        ) from None
-    return _label_from_config(result.text, ref)
+        return _content_key(client, repo, tag)
+    finally:
+        if own:
+            client.close()
 
 
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "skopeo gave no output"
+def _content_key(client: RegistryClient, repo: str, tag: str) -> str | None:
+    if client.manifest_exists(repo, tag) is None:
+        return None
+    manifest = client.get_manifest(repo, tag)
+    if manifest.is_index:
+        return None  # per-arch tags hold one image; a list here was not written by hepbuild
+    config_digest = (manifest.json().get("config") or {}).get("digest")
+    if not config_digest:
+        return None
+    return label_from_config(client.get_blob_bytes(repo, config_digest), f"{repo}:{tag}")
 
 
-def _label_from_config(text: str, ref: str) -> str | None:
+def label_from_config(data: bytes, where: str) -> str | None:
     try:
-        config = json.loads(text)
+        config = json.loads(data)
     except json.JSONDecodeError:
-        raise RegistryError(f"the image config of {ref} is not JSON") from None
+        raise RegistryError(f"the image config of {where} is not JSON") from None
     labels = (config.get("config") or {}).get("Labels") or {}
     value = labels.get(CONTENT_KEY_LABEL)
     return value if isinstance(value, str) and value else None
 
 
-def lookup_for(registry: Registry) -> KeyLookup:
-    """The real lookup for a profile's registry (plain HTTP / unverified TLS when insecure)."""
+class RegistryKeyLookup:
+    """The real lookup for a profile's registry; one client per host serves the whole plan."""
 
-    def lookup(ref: str) -> str | None:
-        return registry_content_key(ref, tls_verify=not registry.insecure)
+    def __init__(self, registry: Registry, env: Mapping[str, str] | None = None) -> None:
+        self.registry = registry
+        self.env = env
+        self._clients: dict[str, RegistryClient] = {}
 
-    return lookup
+    def __call__(self, ref: str) -> str | None:
+        host = split_ref(ref)[0]
+        if host not in self._clients:
+            self._clients[host] = RegistryClient(
+                host, insecure=self.registry.insecure, ca_file=self.registry.ca_file,
+                credentials=load_credentials(host, self.env),
+            )
+        return registry_content_key(ref, client=self._clients[host])
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> RegistryKeyLookup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

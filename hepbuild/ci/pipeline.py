@@ -41,7 +41,7 @@ class PipelineOptions:
     timeout: str = "3h"
     artifacts_expire: str = "1 week"
     build_cmd: str = "hepbuild build"
-    list_cmd: str = "hepbuild build --lists-only"
+    list_cmd: str = "hepbuild ci assemble"
 
 
 def child_pipeline(plan: Plan, snapshot: Snapshot, options: PipelineOptions) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def _image_job(
         "stage": IMAGES_STAGE,
         "needs": [{"job": m.cell_id, "artifacts": False} for m in members],
         "variables": {"HEPBUILD_IMAGE": image},
-        "script": [f"$HEPBUILD_LIST_CMD --select {_quote(image + '-*')} $HEPBUILD_BUILD_ARGS"],
+        "script": [f"$HEPBUILD_LIST_CMD {_quote(image)}"],
         "interruptible": True,
         "timeout": options.timeout,
         "resource_group": resource_group(cell, naming.version_tag(cell)),

@@ -24,7 +24,7 @@ from hepbuild.ci.keys import KeyLookup
 from hepbuild.ci.project import Snapshot
 from hepbuild.config.model import Cell
 from hepbuild.errors import HepbuildError, RegistryError
-from hepbuild.output import section, warn
+from hepbuild.output import info, section, warn
 
 SnapshotLoader = Callable[[Path], Snapshot]
 
@@ -152,7 +152,7 @@ def _decide(
             started = time.perf_counter()
             parent = impact.parent_cell_id(cell)
             parent_built = parent in built
-            key = None if parent_built else snapshot.render(cell).content_key
+            key = None if parent_built else snapshot.content_key(cell)
             ref = naming.arch_ref(registry, cell)
             action, why = _action(cell, ref, key, lookup, force=force, parent_built=parent_built)
         if action == "build":
@@ -177,6 +177,7 @@ def _action(
     except RegistryError as exc:
         warn(f"{cell.id}: {exc.message}; building it")
         return "build", ("registry lookup failed",)
+    info(f"content key {key}; {ref} has {stored or 'no image or no key'}")
     if stored == key:
-        return "skip", (f"{ref} already has content key {key[:12]}",)
+        return "skip", (f"{ref} already has this content key",)
     return "build", ()

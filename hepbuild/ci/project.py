@@ -1,45 +1,43 @@
-"""The project as the planner sees it at one revision: config, cells, and per-cell renders.
+"""The project as the planner sees it at one revision: config, cells, and per-cell facts.
 
-The loading, expansion and rendering belong to the recipes code (hepbuild.config.load,
-hepbuild.cells, hepbuild.render); this module only calls them and caches what each cell
-rendered, so a plan renders a cell at most once.
+Loading, expansion and rendering belong to the recipes code (hepbuild.config.load,
+hepbuild.cells, hepbuild.render); this module calls them and caches the two facts planning
+needs per cell: the content key the build will stamp, and the template files it renders.
+Both are computed only for the cells that need them, so a one-recipe change renders little.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hepbuild.config.model import Cell, Config
 
-
-@dataclass(frozen=True)
-class RenderInfo:
-    content_key: str
-    templates: tuple[str, ...]  # template files the cell rendered, relative to templates/
-
-
-Renderer = Callable[[Config, Cell], RenderInfo]
+KeyFunction = Callable[[Config, Cell], str]
+TemplatesFunction = Callable[[Config, Cell], tuple[str, ...]]
 
 
 @dataclass
 class Snapshot:
     config: Config
     cells: tuple[Cell, ...]  # parents before children
-    renderer: Renderer
-    _renders: dict[str, RenderInfo] = field(default_factory=dict)
+    key_function: KeyFunction
+    templates_function: TemplatesFunction
+    _keys: dict[str, str] = field(default_factory=dict)
+    _templates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def render(self, cell: Cell) -> RenderInfo:
-        if cell.id not in self._renders:
-            self._renders[cell.id] = self.renderer(self.config, cell)
-        return self._renders[cell.id]
+    def content_key(self, cell: Cell) -> str:
+        if cell.id not in self._keys:
+            self._keys[cell.id] = self.key_function(self.config, cell)
+        return self._keys[cell.id]
 
-    def cell(self, cell_id: str) -> Cell:
-        for cell in self.cells:
-            if cell.id == cell_id:
-                return cell
-        raise KeyError(cell_id)
+    def templates(self, cell: Cell) -> tuple[str, ...]:
+        if cell.id not in self._templates:
+            self._templates[cell.id] = self.templates_function(self.config, cell)
+        return self._templates[cell.id]
 
 
 def load_snapshot(root: Path, profile: str | None, env: Mapping[str, str]) -> Snapshot:
@@ -49,16 +47,42 @@ def load_snapshot(root: Path, profile: str | None, env: Mapping[str, str]) -> Sn
 
     config = load_config(root, profile=profile, env=dict(env))
     cells = tuple(expand_matrix(config).cells)
-    return Snapshot(config, cells, render_with_hepbuild)
+    return Snapshot(config, cells, BuildKeys(env), rendered_templates)
 
 
-def render_with_hepbuild(config: Config, cell: Cell) -> RenderInfo:
-    """Render in memory and keep only what planning needs (the key and the templates used).
+class BuildKeys:
+    """The content key exactly as ``hepbuild build`` computes it, base digest included.
 
-    The base digest is left out: a base pinned by digest already carries it in the rendered
-    FROM line, and a moving base tag is followed by the scheduled full rebuild.
+    A child recipe's key leaves the parent's digest out (the build does the same); the
+    planner makes up for it by building every child whose parent is built.
     """
-    from hepbuild.render import render_texts
 
-    rendered = render_texts(config, cell, None)
-    return RenderInfo(rendered.content_key, tuple(rendered.templates))
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.authfile = env.get("REGISTRY_AUTH_FILE") or None
+        self._digests: dict[str, str | None] = {}
+
+    def __call__(self, config: Config, cell: Cell) -> str:
+        from hepbuild.render import content_key_of
+
+        return content_key_of(config, cell, self.base_digest(config, cell))
+
+    def base_digest(self, config: Config, cell: Cell) -> str | None:
+        from hepbuild.build.pipeline import base_digest_of
+        from hepbuild.cells import base_image
+
+        if cell.recipe.depends_on:
+            return None
+        ref = base_image(config, cell)
+        if ref not in self._digests:
+            tls_verify = not config.profile.registry.insecure
+            self._digests[ref] = base_digest_of(ref, tls_verify=tls_verify, authfile=self.authfile)
+        return self._digests[ref]
+
+
+def rendered_templates(config: Config, cell: Cell) -> tuple[str, ...]:
+    """The template files a cell renders, as the renderer reports them (a throwaway render)."""
+    from hepbuild.render import render_cell
+
+    with tempfile.TemporaryDirectory(prefix="hepbuild-plan-render-") as tmp:
+        rendered = render_cell(config, cell, Path(tmp))
+    return tuple(os.fspath(t) for t in rendered.templates)

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hepbuild.ci import keys, pipeline
+from hepbuild import naming
+from hepbuild.ci import assemble, keys, pipeline
 from hepbuild.ci.plan import Plan, PlanRequest, SnapshotLoader, make_plan
 from hepbuild.ci.project import Snapshot, load_snapshot
 from hepbuild.errors import UsageError
-from hepbuild.output import emit_json, print_table, section
+from hepbuild.output import emit_json, print_table, section, short_digest, warn
 
 DEFAULT_OUTPUT = "build/child-pipeline.yml"
 SUMMARY_COLUMNS = ("cell", "action", "reason", "ref", "seconds")
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"where to write the child pipeline (default: {DEFAULT_OUTPUT})",
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--plan-file", metavar="FILE", help="also write the JSON plan here (for the publish job)"
+    )
     plan.add_argument("--all", dest="plan_all", action="store_true", help="plan every cell")
     plan.add_argument("--force", action="store_true", help="build even if the content key matches")
     plan.add_argument(
@@ -45,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument("--timeout", default="3h", help="GitLab timeout of each job (default: 3h)")
     plan.set_defaults(func=run)
 
+    assemble = ci_sub.add_parser(
+        "assemble", help="write an image's multi-arch list from its per-arch tags in the registry"
+    )
+    assemble.add_argument("image", metavar="IMAGE", help="image key, e.g. base/login-node-debian12")
+    assemble.add_argument("--profile", help="matrix profile (default: $HEPBUILD_PROFILE)")
+    assemble.add_argument("--json", action="store_true", help="print the list as JSON")
+    assemble.set_defaults(func=run_assemble)
+
 
 def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
@@ -55,15 +67,18 @@ def run(args: argparse.Namespace) -> int:
     with section("ci_load", "load the project"):
         snapshot = load_snapshot(root, args.profile, env)
     request = PlanRequest(root, env, args.since, args.plan_all, args.force, args.worktree)
-    lookup = keys.lookup_for(snapshot.config.profile.registry)
-    plan = make_plan(request, snapshot, _revision_loader(args.profile, env), lookup)
+    with keys.RegistryKeyLookup(snapshot.config.profile.registry, env) as lookup:
+        plan = make_plan(request, snapshot, _revision_loader(args.profile, env), lookup)
 
     publish = wants_publish(env) if args.publish is None else args.publish
     options = pipeline.PipelineOptions(publish, snapshot.config.profile.name, timeout=args.timeout)
     output = Path(args.output)
     with section("ci_write", f"write {output}"):
         pipeline.write_pipeline(pipeline.child_pipeline(plan, snapshot, options), output)
-    _report(plan, publish, output, as_json=args.json)
+    document = plan_document(plan, publish, output)
+    if args.plan_file:
+        write_json_file(document, Path(args.plan_file))
+    _report(plan, document, as_json=args.json)
     return 0
 
 
@@ -110,13 +125,52 @@ def _cell_row(planned: Any) -> dict[str, Any]:
     }
 
 
-def _report(plan: Plan, publish: bool, output: Path, *, as_json: bool) -> None:
+def write_json_file(document: dict[str, Any], path: Path) -> None:
+    """Atomically, so the publish job never reads half a plan."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        emit_json(document, fh)
+    os.replace(tmp, path)
+
+
+def _report(plan: Plan, document: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        emit_json(plan_document(plan, publish, output))
+        emit_json(document)
         return
+    publish, output = document["publish"], document["output"]
     print(f"diff: {plan.why}; {len(plan.changed)} changed file(s)")
     if plan.cells:
         print_table([_cell_row(c) for c in plan.cells], SUMMARY_COLUMNS)
     builds = len(plan.builds)
     print(f"{builds} to build, {len(plan.cells) - builds} skipped; publish: {publish}; "
           f"child pipeline: {output}")
+
+
+def run_assemble(args: argparse.Namespace) -> int:
+    from hepbuild.cells import expand_matrix
+    from hepbuild.config.load import load_config
+    from hepbuild.registry.auth import load_credentials
+    from hepbuild.registry.client import RegistryClient
+
+    env = dict(os.environ)
+    config = load_config(Path.cwd(), profile=args.profile, env=env)
+    cells = [c for c in expand_matrix(config).cells if c.image_key == args.image]
+    if not cells:
+        raise UsageError(f"no cell of the matrix belongs to image {args.image!r}",
+                         "image keys look like group/name-base; see `hepbuild matrix`")
+    registry = config.profile.registry
+    host = keys.split_ref(naming.arch_ref(registry, cells[0]))[0]
+    client = RegistryClient(host, insecure=registry.insecure, ca_file=registry.ca_file,
+                            credentials=load_credentials(host, env))
+    with client, section(f"assemble_{args.image}", f"assemble {args.image}"):
+        result = assemble.assemble_list(client, registry, cells)
+    for cell_id in result.missing:
+        warn(f"{result.ref} lacks {cell_id}: no per-arch image in the registry")
+    if args.json:
+        emit_json(result)
+        return 0
+    print_table([{"cell": e.cell_id, "ref": e.ref, "digest": short_digest(e.digest)}
+                 for e in result.entries], ("cell", "ref", "digest"))
+    print(f"{result.ref} -> {result.digest}")
+    return 0

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 from hepbuild.ci import impact
-from hepbuild.ci.project import RenderInfo, Snapshot
+from hepbuild.ci.project import Snapshot
 from hepbuild.config.model import Base, Cell, Config, Matrix, Profile, Recipe, Registry, Runner
 from hepbuild.platforms import get_arch
 
@@ -59,19 +59,20 @@ def expand(config: Config) -> tuple[Cell, ...]:
     return tuple(cells)
 
 
-def template_renderer(templates_of: dict[str, tuple[str, ...]]):
-    """Each recipe renders the templates named for it; the key hashes what the cell is."""
-
-    def render(config: Config, cell: Cell) -> RenderInfo:
-        key = hashlib.sha256(repr((cell.id, cell.base, cell.recipe.version)).encode()).hexdigest()
-        return RenderInfo(key, templates_of.get(cell.recipe.id, ("Dockerfile.j2",)))
-
-    return render
+def fake_key(config: Config, cell: Cell) -> str:
+    """Stands in for the renderer's key: it changes whenever the cell's inputs change."""
+    return "sha256:" + hashlib.sha256(repr((cell.id, cell.base, cell.recipe)).encode()).hexdigest()
 
 
 def snapshot(config: Config | None = None, templates_of: dict | None = None) -> Snapshot:
+    """Each recipe renders the templates named for it (Dockerfile.j2 unless told)."""
     config = config or make_config()
-    return Snapshot(config, expand(config), template_renderer(templates_of or {}))
+    used = templates_of or {}
+
+    def templates(config: Config, cell: Cell) -> tuple[str, ...]:
+        return used.get(cell.recipe.id, ("templates/Dockerfile.j2",))
+
+    return Snapshot(config, expand(config), fake_key, templates)
 
 
 def planned(changed: list[str], new: Snapshot, old: Snapshot | None = None) -> dict[str, list[str]]:
