@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,3 +70,43 @@ class LayoutWriter:
         (self.root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
         index = {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": self.entries}
         (self.root / "index.json").write_text(json.dumps(index, indent=2))
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One member of a layer tar: kind is dir, file, symlink, hardlink, fifo, char or block."""
+
+    name: str
+    kind: str = "file"
+    data: bytes = b""
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    link: str = ""
+    mtime: int = 1_700_000_000
+    xattrs: tuple[tuple[str, bytes], ...] = ()
+    device: tuple[int, int] = (0, 0)
+
+
+_KINDS = {"dir": b"5", "file": b"0", "symlink": b"2", "hardlink": b"1", "fifo": b"6",
+          "char": b"3", "block": b"4"}
+
+
+def tar_bytes(entries: Sequence[TarEntry]) -> bytes:
+    """A PAX tar with exactly these members in this order (names may be non-UTF-8)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
+                      errors="surrogateescape") as tf:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.name)
+            info.type = _KINDS[entry.kind]
+            info.mode = entry.mode if entry.mode is not None else (
+                0o755 if entry.kind == "dir" else 0o644)
+            info.uid, info.gid, info.mtime, info.linkname = (entry.uid, entry.gid, entry.mtime,
+                                                             entry.link)
+            info.devmajor, info.devminor = entry.device
+            info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape")
+                                for k, v in entry.xattrs}
+            info.size = len(entry.data) if entry.kind == "file" else 0
+            tf.addfile(info, io.BytesIO(entry.data) if entry.kind == "file" else None)
+    return buffer.getvalue()
