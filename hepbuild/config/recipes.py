@@ -14,7 +14,7 @@ from typing import Any
 from hepbuild.config import schema
 from hepbuild.config.document import Document, read_document
 from hepbuild.config.model import FileCopy, Matrix, Packages, Recipe
-from hepbuild.errors import Problem
+from hepbuild.errors import ConfigError, Problem
 from hepbuild.platforms import arch_names, get_arch, is_arch
 
 RECIPES_DIR = "recipes"
@@ -60,7 +60,7 @@ def load_recipe(root: Path, directory: Path, matrix: Matrix | None, problems: li
     path = directory / RECIPE_FILE
     shown = _rel(root, path)
     if not path.is_file():
-        return _dockerfile_only(directory)
+        return _checked_dockerfile(root, _dockerfile_only(directory), problems)
     doc = read_document(path, shown, problems)
     if doc is None:
         return None
@@ -75,7 +75,26 @@ def load_recipe(root: Path, directory: Path, matrix: Matrix | None, problems: li
     recipe = _build_recipe(doc, directory, matrix, problems)
     if lines is not None and recipe.depends_on:
         lines.depends_on[recipe.id] = (shown, doc.line(("depends_on",)))
+    if recipe.dockerfile is not None:
+        _checked_dockerfile(root, recipe, problems)
     return recipe if len(problems) == count else None
+
+
+def _checked_dockerfile(root: Path, recipe: Recipe, problems: list[Problem]) -> Recipe | None:
+    """Parse the Dockerfile now, so lint reports what the definition converter refuses."""
+    from hepbuild import dockerfile
+
+    assert recipe.dockerfile is not None
+    try:
+        text = recipe.dockerfile.read_text(encoding="utf-8")
+        dockerfile.parse(text, _rel(root, recipe.dockerfile))
+    except OSError as exc:
+        problems.append(Problem(_rel(root, recipe.dockerfile), None, f"cannot read: {exc}"))
+        return None
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
+    return recipe
 
 
 def _dockerfile_only(directory: Path) -> Recipe:
