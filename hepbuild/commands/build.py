@@ -1,0 +1,82 @@
+"""``hepbuild build``: render, build, test and push the selected cells."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from hepbuild import output
+from hepbuild.build import pipeline
+from hepbuild.build.junit import write_junit
+from hepbuild.build.options import add_buildah_options, make_buildah
+from hepbuild.build.results import BuiltImage
+from hepbuild.errors import UsageError
+
+SUMMARY_COLUMNS = ["cell", "status", "test", "reference", "digest", "size", "time"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("build", help="build the selected cells with buildah, test and push")
+    parser.add_argument("--select", action="append", default=[], metavar="GLOB",
+                        help="cells to build, by cell id, image key or recipe id (repeatable)")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="cells built at the same time (default: 1)")
+    parser.add_argument("--push", action=argparse.BooleanOptionalAction, default=True,
+                        help="push per-arch images and multi-arch lists (default: --push)")
+    parser.add_argument("--no-test", dest="test", action="store_false",
+                        help="do not run the recipes' test commands in the built images")
+    add_buildah_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hepbuild.cells import expand_matrix, select_cells
+    from hepbuild.config.load import load_config
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1")
+    root = Path.cwd()
+    config = load_config(root, profile=args.profile, env=os.environ)
+    cells = select_cells(expand_matrix(config).cells, args.select)
+    output.info(f"building {len(cells)} cell(s): {', '.join(c.id for c in cells)}")
+    buildah = make_buildah(args, config.profile.registry)
+    layout = pipeline.Layout(root)
+
+    with output.section("render", f"render {len(cells)} cell(s)"):
+        jobs = pipeline.plan_jobs(config, cells, layout, buildah)
+    with output.section("build", f"build with --jobs {args.jobs}", collapsed=False):
+        images = pipeline.run_jobs(buildah, jobs, layout, max_workers=args.jobs,
+                                   run_tests=args.test)
+    lists = []
+    if args.push:
+        with output.section("push", "push per-arch images and multi-arch lists"):
+            images, lists = pipeline.publish(buildah, config, jobs, images)
+    outputs = pipeline.write_outputs(jobs, images, layout, tls_verify=buildah.settings.tls_verify)
+    junit = write_junit(images, layout.junit_path)
+
+    _report(args, pipeline.BuildReport(images, lists, outputs, str(junit)))
+    failure = pipeline.first_failure(images)
+    if failure is not None:
+        raise failure
+    return 0
+
+
+def _report(args: argparse.Namespace, report: pipeline.BuildReport) -> None:
+    if args.json:
+        output.emit_json(report)
+        return
+    output.print_table([_row(i) for i in report.images], SUMMARY_COLUMNS)
+    for pushed in report.lists:
+        print(f"list {pushed.ref}@{pushed.digest}: {', '.join(pushed.platforms)}")
+    print(f"test report: {report.junit}")
+
+
+def _row(image: BuiltImage) -> dict[str, Any]:
+    return {
+        "cell": image.cell_id, "status": image.status, "test": image.test_status,
+        "reference": image.pushed_ref or image.local_ref,
+        "digest": output.short_digest(image.digest), "size": output.human_size(image.size),
+        "time": image.seconds,
+    }

@@ -1,0 +1,142 @@
+"""bases -> build -> test -> push -> multi-arch list, with real buildah, qemu and a registry.
+
+The project (tests/data/build/project) uses busybox bases for x86_64 and arm64, so the
+arm64 RUN steps and tests really run under qemu, yet everything takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hepbuild.registry.server import LocalRegistry
+from tests.integration.registry_fixtures import registry_http  # noqa: F401
+
+pytestmark = [pytest.mark.buildah, pytest.mark.qemu, pytest.mark.registry,
+              pytest.mark.xdist_group("build-busybox")]
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "build" / "project"
+FOREIGN_DEBS = Path("/tmp/bb")  # where the machine set-up leaves busybox-static:arm64
+
+
+def _hepbuild(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hepbuild", *args], cwd=project,
+                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
+
+
+def _make_project(root: Path, registry: str, group: str) -> Path:
+    project = root / "project"
+    text = (DATA / "matrix.yaml.in").read_text()
+    project.mkdir()
+    (project / "matrix.yaml").write_text(text.replace("@REGISTRY@", registry)
+                                         .replace("@GROUP@", group))
+    for recipe in (DATA / "recipes").iterdir():
+        dest = project / "recipes" / group / recipe.name
+        shutil.copytree(recipe, dest)
+        spec = dest / "recipe.yaml"
+        spec.write_text(spec.read_text().replace("@GROUP@", group))
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(registry_http: LocalRegistry,  # noqa: F811
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    group = f"t{uuid.uuid4().hex[:8]}"  # unique image names in the shared buildah store
+    yield _make_project(tmp_path_factory.mktemp("build"), registry_http.url, group)
+
+
+@pytest.fixture(scope="module")
+def bases(project: Path) -> list[dict]:
+    """The first ``hepbuild bases`` run: bootstraps both busybox bases into the registry."""
+    return _json(_hepbuild(project, "bases", "--json", *_deb_dirs()))["bases"]
+
+
+def _deb_dirs() -> list[str]:
+    return ["--deb-dir", str(FOREIGN_DEBS)] if FOREIGN_DEBS.is_dir() else []
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def _raw(ref: str) -> dict:
+    out = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_busybox_bases_are_built_once_then_reused(project: Path, bases: list[dict]) -> None:
+    first = bases
+    assert [(b["arch"], b["status"], b["method"]) for b in first] == [
+        ("x86_64", "built", "busybox"), ("arm64", "built", "busybox")]
+
+    again = _json(_hepbuild(project, "bases", "--json", *_deb_dirs()))["bases"]
+    assert [b["status"] for b in again] == ["reused", "reused"]
+    assert [b["digest"] for b in again] == [b["digest"] for b in first]
+
+    arm = next(b for b in first if b["arch"] == "arm64")
+    config = _raw(arm["ref"])
+    assert config["mediaType"].endswith("manifest.v1+json")
+    blob = subprocess.run(["skopeo", "inspect", "--config", "--tls-verify=false",
+                           f"docker://{arm['ref']}"], capture_output=True, text=True, check=True)
+    platform = json.loads(blob.stdout)
+    assert (platform["architecture"], platform.get("variant")) == ("arm64", "v8")
+
+
+def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: list) -> None:
+    group = next((project / "recipes").iterdir()).name
+    proc = _hepbuild(project, "build", "--jobs", "2", "--json",
+                     "--select", f"{group}/parent", "--select", f"{group}/child")
+    report = _json(proc)
+
+    images = {i["cell_id"]: i for i in report["images"]}
+    assert sorted(images) == sorted(f"{group}/{r}-bb-{a}" for r in ("parent", "child")
+                                    for a in ("x86_64", "arm64"))
+    for cell_id, image in images.items():
+        assert (image["status"], image["test_status"]) == ("built", "passed"), cell_id
+        assert image["pushed_ref"].startswith("127.0.0.1:")
+        assert image["digest"].startswith("sha256:") and image["size"] > 1_000_000
+        assert Path(image["log"]).is_file()
+        assert image["base_digest"] is None or image["base_digest"].startswith("sha256:")
+    assert images[f"{group}/parent-bb-arm64"]["platform"] == "linux/arm64/v8"
+    assert images[f"{group}/child-bb-x86_64"]["platform"] == "linux/amd64"
+    assert images[f"{group}/parent-bb-x86_64"]["base_digest"].startswith("sha256:")
+
+    # The parent's log shows its RUN step ran as aarch64 (qemu); the child waited for it.
+    assert "STEP" in Path(images[f"{group}/parent-bb-arm64"]["log"]).read_text()
+
+    lists = {entry["image_key"]: entry for entry in report["lists"]}
+    assert sorted(lists) == [f"{group}/child-bb", f"{group}/parent-bb"]
+    index = _raw(lists[f"{group}/parent-bb"]["ref"])
+    platforms = sorted((m["platform"]["architecture"], m["platform"].get("variant"))
+                       for m in index["manifests"])
+    assert platforms == [("amd64", None), ("arm64", "v8")]
+    pushed = {m["digest"] for m in index["manifests"]}
+    assert pushed == {images[f"{group}/parent-bb-{a}"]["digest"] for a in ("x86_64", "arm64")}
+
+    junit = ET.parse(project / "build" / "reports" / "junit.xml").getroot().find("testsuite")
+    assert junit is not None and (junit.get("tests"), junit.get("failures")) == ("4", "0")
+
+
+def test_a_failing_step_names_the_cell_and_the_step(project: Path, bases: list) -> None:
+    group = next((project / "recipes").iterdir()).name
+    proc = _hepbuild(project, "build", "--no-push", "--select", f"{group}/broken-bb-x86_64")
+
+    assert proc.returncode == 7, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert f"cell {group}/broken-bb-x86_64 failed at step: STEP" in proc.stderr
+    assert "RUN set -e; echo about to fail && exit 7 (exit status 7)" in proc.stderr
+    assert "about to fail" in proc.stderr  # the tail of the log is shown
+    log = project / "build" / "logs" / f"{group}__broken-bb-x86_64.log"
+    assert log.is_file() and "exit status 7" in log.read_text()
+    assert "failed" in proc.stdout  # the summary table still printed, with the status

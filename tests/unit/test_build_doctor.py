@@ -1,0 +1,30 @@
+"""doctor's kernel and binfmt checks, and that its report names the fixes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hepbuild.build import doctor
+from hepbuild.platforms import get_arch
+
+
+def test_vsyscall_emulate_is_fine() -> None:
+    check = doctor.vsyscall_check("quiet vsyscall=emulate root=/dev/sda1")
+    assert check.ok and check.fix is None
+
+
+def test_without_vsyscall_emulate_sl5_sl6_are_warned_about() -> None:
+    check = doctor.vsyscall_check("console=ttyS0 quiet")
+    assert not check.ok and not check.required
+    assert "sl5, sl6" in (check.fix or "") and "vsyscall=emulate" in (check.fix or "")
+    assert doctor.vsyscall_check("vsyscall=none").found == "vsyscall=none"
+
+
+def test_missing_arm64_binfmt_is_required_and_fails(tmp_path: Path) -> None:
+    (tmp_path / "status").write_text("enabled\n")
+    checks = {c.name: c for c in doctor.binfmt_checks(get_arch("x86_64"), tmp_path)}
+    assert checks["x86"].ok and checks["x86_64"].ok
+    assert not checks["arm64"].ok and checks["arm64"].required
+    assert checks["arm64"].details == {"native": False, "mounted": True, "present": False,
+                                       "enabled": False, "fix_binary": False}
+    assert doctor.missing_required(list(checks.values())) == [checks["arm64"]]
