@@ -1,0 +1,55 @@
+"""``hepbuild history IMAGE``: the versions of an image, where its moving tags point, records."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from hepbuild import output
+from hepbuild.config.load import load_config
+from hepbuild.release.history import VersionRow, read_history
+from hepbuild.release.store import open_store
+from hepbuild.release.targets import resolve_image
+
+COLUMNS = ("tag", "version", "built", "digest", "moving", "platforms", "records")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("history", help="list the published versions of an image")
+    parser.add_argument("image", metavar="IMAGE", help="group/name-base, e.g. hep/root-el9")
+    parser.add_argument("--profile", default=None, help="profile in matrix.yaml (its registry)")
+    parser.add_argument("--json", action="store_true", help="print the history as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(Path.cwd(), profile=args.profile, env=os.environ)
+    target = resolve_image(config, args.image)
+    store = open_store(config.profile.registry, os.environ)
+    history = read_history(store, target.repository, target.scheme)
+    if args.json:
+        output.emit_json(history)
+    else:
+        output.print_table([_row(v) for v in history.versions], COLUMNS)
+        if not history.versions:
+            output.info(f"{target.repository} has no published versions yet")
+    return 0
+
+
+def _row(version: VersionRow) -> dict[str, str | None]:
+    commits = sorted({(r.recipe_commit or "?")[:10] for r in version.records})
+    records = f"{len(version.records)} ({', '.join(commits)})" if version.records else None
+    return {
+        "tag": version.tag,
+        "version": version.version,
+        "built": version.built,
+        "digest": output.short_digest(version.digest),
+        "moving": ", ".join(version.moving),
+        "platforms": ", ".join(version.platforms),
+        "records": records,
+    }
+
+
+

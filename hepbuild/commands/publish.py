@@ -1,0 +1,109 @@
+"""``hepbuild publish``: dated tags, then moving tags, build records; on Harbor also the
+project, a label and a scan. The pipeline's publish stage runs it after every build job."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from hepbuild import output
+from hepbuild.cells import expand_matrix, select_cells
+from hepbuild.config.load import load_config
+from hepbuild.config.model import Config
+from hepbuild.errors import UsageError
+from hepbuild.registry.auth import load_credentials
+from hepbuild.registry.harbor import HarborClient
+from hepbuild.release.publish import (
+    BuildInputs,
+    Provenance,
+    Published,
+    inputs_from_registry,
+    load_build_inputs,
+    pair_cells,
+    publish_all,
+    recipe_commit,
+)
+from hepbuild.release.store import ManifestStore, open_store
+from hepbuild.release.targets import current_user
+from hepbuild.release.versions import PublishBlocked
+
+RESULTS = Path("build") / "results.json"
+RECORDS_DIR = Path("build") / "records"
+COLUMNS = ("image", "dated", "moving", "digest", "platforms")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("publish", help="tag built images as a release and record them")
+    parser.add_argument("cells", nargs="*", metavar="CELL",
+                        help="cell ids or globs to publish from the registry, when there is no "
+                             "results file")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help=f"build results to publish (default: {RESULTS})")
+    parser.add_argument("--no-harbor", dest="harbor", action="store_false",
+                        help="skip Harbor's project, label and scan steps")
+    parser.add_argument("--time", type=_utc_time, default=None, metavar="ISO8601",
+                        help="time stamp of the dated tags, e.g. $CI_PIPELINE_CREATED_AT "
+                             "(default: now)")
+    parser.add_argument("--profile", default=None, help="profile in matrix.yaml (its registry)")
+    parser.add_argument("--json", action="store_true", help="print the releases as JSON")
+    parser.set_defaults(func=run)
+
+
+def _utc_time(text: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z or +00:00")
+    return when
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(Path.cwd(), profile=args.profile, env=os.environ)
+    store = open_store(config.profile.registry, os.environ)
+    inputs = _inputs(args, config, store)
+    cells = expand_matrix(config).cells
+    when = args.time or dt.datetime.now(dt.timezone.utc)
+    provenance = Provenance(current_user(os.environ), recipe_commit(config.root), when)
+    harbor = _harbor(config) if args.harbor else None
+    published = publish_all(store, config, pair_cells(cells, inputs), inputs, provenance,
+                            Path.cwd() / RECORDS_DIR, harbor)
+    _show(args, published)
+    if published.blocked:
+        raise PublishBlocked("; ".join(published.blocked),
+                             "the moving tags of these images stay where they were")
+    return 0
+
+
+def _inputs(args: argparse.Namespace, config: Config, store: ManifestStore) -> BuildInputs:
+    if args.cells:
+        chosen = select_cells(expand_matrix(config).cells, args.cells)
+        return inputs_from_registry(store, config, chosen)
+    if args.results.exists():
+        return load_build_inputs(args.results)
+    raise UsageError(f"no build results at {args.results} and no cells named",
+                     "run hepbuild build first, or name the cells: hepbuild publish 'hep/*'")
+
+
+def _harbor(config: Config) -> HarborClient | None:
+    registry = config.profile.registry
+    if registry.kind != "harbor":
+        return None
+    host = registry.url.split("/", 1)[0]
+    return HarborClient.for_registry(registry, load_credentials(host, os.environ))
+
+
+def _show(args: argparse.Namespace, published: Published) -> None:
+    if args.json:
+        output.emit_json(published)
+        return
+    rows = [{"image": r.image_key, "dated": r.dated_tag, "moving": ", ".join(r.moving_tags),
+             "digest": output.short_digest(r.digest), "platforms": ", ".join(r.platforms)}
+            for r in published.releases]
+    output.print_table(rows, COLUMNS)
+    for message in published.blocked:
+        output.warn(message)

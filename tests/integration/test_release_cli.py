@@ -1,0 +1,129 @@
+"""hepbuild publish / history / rollback end to end: a project on disk, a real registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from registry_fixtures import registry_http  # noqa: F401
+
+from hepbuild.cli import main
+from hepbuild.registry.client import RegistryClient
+from hepbuild.registry.media import OCI_MANIFEST
+from hepbuild.registry.server import LocalRegistry
+
+pytestmark = pytest.mark.registry
+
+MATRIX = """\
+version: 1
+arches: [x86_64, arm64]
+default_profile: local
+bases:
+  el9:
+    family: yum
+    arches: [x86_64, arm64]
+    images:
+      x86_64: {url}/bases/el9:x86_64
+      arm64: {url}/bases/el9:arm64
+profiles:
+  local:
+    registry:
+      name: local
+      url: {url}
+      insecure: true
+"""
+RECIPE = 'name: {name}\nversion: "{version}"\noutputs: [oci]\n'
+
+
+def _project(root: Path, url: str, name: str, version: str) -> Path:
+    (root / "recipes" / "hep" / name).mkdir(parents=True)
+    (root / "matrix.yaml").write_text(MATRIX.format(url=url))
+    (root / "recipes" / "hep" / name / "recipe.yaml").write_text(
+        RECIPE.format(name=name, version=version))
+    return root
+
+
+def _push(client: RegistryClient, repo: str, tag: str, content: bytes, arch: str) -> str:
+    layer, _ = client.push_blob(repo, content)
+    config = json.dumps({"architecture": arch, "os": "linux"}).encode()
+    config_desc, _ = client.push_blob(repo, config)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_desc.digest, "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer.digest, "size": len(content)}]}
+    return client.put_manifest(repo, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
+
+
+def _results(root: Path, digests: dict[str, str | None]) -> None:
+    images = [{"cell_id": cell, "status": "built" if d else "failed", "digest": d,
+               "platform": "linux/amd64" if "x86_64" in cell else "linux/arm64/v8",
+               "error": None if d else "test step failed", "image_key": cell.rsplit("-", 1)[0]}
+              for cell, d in digests.items()]
+    (root / "build").mkdir(exist_ok=True)
+    (root / "build" / "results.json").write_text(json.dumps({"images": images, "outputs": {}}))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_publish_history_rollback_commands(
+    registry_http: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _project(tmp_path, registry_http.url, "clidemo", "2.0")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("GITLAB_USER_LOGIN", "carol")
+    client = RegistryClient(registry_http.url, insecure=True)
+    cells = ("hep/clidemo-el9-x86_64", "hep/clidemo-el9-arm64")
+
+    published = []
+    for round_, when in (("a", "2026-12-01T08:00:00Z"), ("b", "2026-12-02T09:00:00+00:00")):
+        digests = {c: _push(client, "hep/clidemo", "2.0-" + c.split("clidemo-")[1],
+                            f"{round_}{c}".encode(), "amd64") for c in cells}
+        _results(root, digests)
+        code, out, err = _run(capsys, "publish", "--json", "--time", when)
+        assert code == 0, err
+        published.append(json.loads(out)["releases"][0])
+    assert [p["dated_tag"] for p in published] == [
+        "2.0-el9-20261201T080000Z", "2.0-el9-20261202T090000Z"]
+    assert (root / "build" / "records" / "hep__clidemo-el9-arm64.json").is_file()
+
+    code, out, _ = _run(capsys, "history", "hep/clidemo-el9", "--json")
+    versions = json.loads(out)["versions"]
+    assert code == 0
+    assert [v["tag"] for v in versions] == [published[1]["dated_tag"], published[0]["dated_tag"]]
+    assert versions[0]["moving"] == ["2.0-el9", "el9-latest"]
+    assert [r["builder"] for r in versions[0]["records"]] == ["carol", "carol"]
+
+    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to",
+                          published[0]["dated_tag"], "--reason", "broken ROOT")
+    assert code == 0, err
+    assert "rolled back hep/clidemo-el9" in err and "by carol" in err
+    assert client.manifest_exists("hep/clidemo", "el9-latest") == published[0]["digest"]
+
+    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to", "9.9-el9")
+    assert code == 2
+    assert "available versions: " + ", ".join(v["tag"] for v in versions) in err
+    assert client.manifest_exists("hep/clidemo", "el9-latest") == published[0]["digest"]
+
+
+def test_publish_with_a_failed_arch_exits_nonzero_and_moves_nothing(
+    registry_http: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _project(tmp_path, registry_http.url, "clifail", "1.0")
+    monkeypatch.chdir(root)
+    client = RegistryClient(registry_http.url, insecure=True)
+    good = _push(client, "hep/clifail", "1.0-el9-x86_64", b"ok", "amd64")
+    _results(root, {"hep/clifail-el9-x86_64": good, "hep/clifail-el9-arm64": None})
+
+    code, _, err = _run(capsys, "publish")
+
+    assert code == 7
+    assert "hep/clifail-el9-arm64 (arm64): failed - test step failed" in err
+    assert client.list_tags("hep/clifail") == ["1.0-el9-x86_64"]
