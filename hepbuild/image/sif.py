@@ -314,11 +314,12 @@ def header_fields(image: SifImage) -> list[tuple[str, str]]:
 
 def _go_size(size: int) -> str:
     """Sizes as siftool prints them: whole units, 1024-based."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size} {unit}"
-        size //= 1024
-    return f"{size} TiB"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{int(value + 0.5)} {unit}"
+        value /= 1024
+    return f"{int(value + 0.5)} TiB"
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -339,6 +340,8 @@ class NewObject:
     align: int = 0
     source_offset: int = 0
     source_size: int | None = None
+    created_at: int | None = None  # None: the writer's timestamp
+    modified_at: int | None = None
 
 
 def partition_extra(arch_code: str, fs_type: int = FS_SQUASHFS, part_type: int = PART_PRIMSYS
@@ -404,9 +407,14 @@ class SifWriter:
             link = obj.linked_id | GROUP_MASK if obj.link_is_group else obj.linked_id
             table += DESCRIPTOR.pack(
                 obj.data_type, 1, slot + 1, obj.group_id | GROUP_MASK, link, item.offset,
-                item.size, item.size + item.padding, self.timestamp, self.timestamp, 0, 0,
+                item.size, item.size + item.padding, _or(obj.created_at, self.timestamp),
+                _or(obj.modified_at, self.timestamp), 0, 0,
                 _fixed(obj.name, 128, "object name"), obj.extra.ljust(384, b"\0"))
         return bytes(table.ljust(self.capacity * DESCRIPTOR.size, b"\0"))
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _is_primary(obj: NewObject) -> bool:
@@ -473,6 +481,12 @@ def copy_range(src_fd: int, dst_fd: int, src_off: int, dst_off: int, count: int)
         raise ImageError("source file shrank while it was copied into the SIF")
 
 
+def _original_alignment(desc: Descriptor) -> int:
+    """Keep an object's alignment: partitions, and whatever the first writer aligned."""
+    aligned = desc.offset % PARTITION_ALIGN == 0
+    return PARTITION_ALIGN if desc.data_type == DATA_PARTITION or aligned else 0
+
+
 def rewrite_sif(image: SifImage, path: Path, replace_objects: dict[int, NewObject]) -> None:
     """Write ``image`` again with some objects replaced; the others are copied byte for byte."""
     objects = []
@@ -480,8 +494,9 @@ def rewrite_sif(image: SifImage, path: Path, replace_objects: dict[int, NewObjec
         obj = replace_objects.get(desc.id) or NewObject(
             desc.data_type, source=image.path, source_offset=desc.offset, source_size=desc.size,
             name=desc.name, group_id=desc.group_id, linked_id=desc.linked_id,
-            link_is_group=desc.link_is_group, extra=desc.extra,
-            align=PARTITION_ALIGN if desc.data_type == DATA_PARTITION else 0)
+            link_is_group=desc.link_is_group, extra=desc.extra, created_at=desc.created_at,
+            modified_at=desc.modified_at,
+            align=_original_alignment(desc))
         objects.append(replace(obj))
     writer = SifWriter(image.header.launch_script, image.header.id, image.header.created_at,
                        image.header.descriptors_total)
