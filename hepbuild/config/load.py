@@ -58,12 +58,15 @@ def load_config(root: Path, profile: str | None = None,
 def _load_recipes(root: Path, matrix: Matrix | None, problems: list[Problem]) -> tuple[Recipe, ...]:
     recipes = []
     lines = RecipeLines()
+    broken: set[str] = set()  # recipes with problems: not reported again as unknown parents
     for directory in discover_recipes(root, problems):
         recipe = load_recipe(root, directory, matrix, problems, lines)
         if recipe is not None:
             recipes.append(recipe)
+        else:
+            broken.add(f"{directory.parent.name}/{directory.name}")
     recipes.sort(key=lambda r: r.id)
-    check_dependencies(root, recipes, lines, problems)
+    check_dependencies(recipes, lines, problems, broken)
     return tuple(recipes)
 
 

@@ -221,12 +221,12 @@ def _dockerfile(doc: Document, directory: Path, problems: list[Problem]) -> Path
     return directory / name
 
 
-def check_dependencies(root: Path, recipes: list[Recipe], lines: RecipeLines,
-                       problems: list[Problem]) -> None:
+def check_dependencies(recipes: list[Recipe], lines: RecipeLines, problems: list[Problem],
+                       broken: set[str] | frozenset[str] = frozenset()) -> None:
     """Unknown parents and cycles in depends_on, each reported where it is written."""
     by_id = {r.id: r for r in recipes}
     for recipe in recipes:
-        if recipe.depends_on and recipe.depends_on not in by_id:
+        if recipe.depends_on and recipe.depends_on not in by_id.keys() | broken:
             file, line = lines.depends_on.get(recipe.id, (recipe.id, None))
             near = [r for r in by_id if r.split("/")[-1] == recipe.depends_on.split("/")[-1]]
             hint = f"did you mean {near[0]}?" if near else "known recipes: " + ", ".join(by_id)

@@ -1,0 +1,151 @@
+"""Bad input through the real CLI: exit code, file:line in the message, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hepbuild.cli import main
+from tests.unit._recipes_helpers import minimal_project, write
+
+HELLO = "recipes/demo/hello/recipe.yaml"
+CHILD = "recipes/demo/child/recipe.yaml"
+
+
+def run_cli(root: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = main(["-C", str(root), *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    cwd = os.getcwd()
+    yield minimal_project(tmp_path)
+    os.chdir(cwd)  # -C changes directory
+
+
+def test_malformed_yaml_names_the_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / HELLO, 'description: A tiny recipe', 'description: [unclosed')
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert f"{HELLO}:4: not valid YAML" in err
+
+
+def test_unknown_arch_lists_valid_names(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / "matrix.yaml", "arches: [x86_64, arm64]", "arches: [x86_64, sparc64]")
+    code, err = run_cli(project, capsys, "matrix")
+    assert code == 3
+    assert "matrix.yaml:3: unknown architecture 'sparc64'" in err
+    assert "use one of: x86, x86_64, arm, arm64" in err
+
+
+def test_unknown_base_in_recipe(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / HELLO, 'version: "1.0"', 'version: "1.0"\nbases: [debian12, sl8]')
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert f"{HELLO}:3: unknown base 'sl8'" in err
+    assert "bases in matrix.yaml: el9, debian12" in err
+
+
+def test_file_escaping_with_dotdot(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(project / "recipes/secret.txt", "not for images")
+    replace(project / HELLO, "src: files/greeting", "src: ../../secret.txt")
+    code, err = run_cli(project, capsys, "render", "--out", str(project / "out"))
+    assert code == 3
+    assert f"{HELLO}:8: file '../../secret.txt' reaches outside the recipe directory " \
+           "(via ..)" in err
+    assert not (project / "out").exists()
+
+
+def test_file_escaping_through_symlink(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(project / "outside/shadow", "root:*:")
+    (project / "recipes/demo/hello/files/link").symlink_to(project / "outside/shadow")
+    replace(project / HELLO, "src: files/greeting", "src: files/link")
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert f"{HELLO}:8: file 'files/link' reaches outside the recipe directory " \
+           "(through a symlink)" in err
+
+
+def test_symlink_inside_a_copied_directory(project: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    write(project / "outside/shadow", "root:*:")
+    (project / "recipes/demo/hello/files/link").symlink_to(project / "outside/shadow")
+    replace(project / HELLO, "src: files/greeting", "src: files")
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert "files/link is a symlink that reaches outside the recipe directory" in err
+
+
+def test_template_error_names_template_line(project: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    templates = project / "my-templates"
+    write(templates / "Dockerfile.j2", "FROM {{ base_image }}\nRUN echo {{ no_such_value }}\n")
+    write(templates / "apptainer.def.j2", "From: {{ base_image }}\n")
+    replace(project / "matrix.yaml", "version: 1", "version: 1\ntemplates: my-templates")
+    code, err = run_cli(project, capsys, "render", "--out", str(project / "out"))
+    assert code == 4
+    assert "Dockerfile.j2:2: 'no_such_value' is undefined" in err
+    assert "demo/hello-debian12-x86_64" in err
+    assert not (project / "out" / "demo" / "hello-debian12-x86_64").exists()
+
+
+def test_depends_on_cycle(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / HELLO, 'version: "1.0"', 'version: "1.0"\ndepends_on: demo/child')
+    code, err = run_cli(project, capsys, "matrix")
+    assert code == 3
+    assert "depends_on cycle: demo/child -> demo/hello -> demo/child" in err
+    assert f"{CHILD}:3:" in err
+
+
+def test_unknown_depends_on(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / CHILD, "depends_on: demo/hello", "depends_on: demo/hallo")
+    code, err = run_cli(project, capsys, "matrix")
+    assert code == 3
+    assert f"{CHILD}:3: depends_on 'demo/hallo' is not a recipe" in err
+
+
+def test_every_problem_at_once(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / "matrix.yaml", "family: apt", "family: dpkg")
+    replace(project / HELLO, "steps:", "stepz:")
+    replace(project / CHILD, 'version: "0.1"', "version: 0.1")
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert "3 problems" in err
+    assert "matrix.yaml:14: bases.debian12.family: 'dpkg' is not one of ['yum', 'apt']" in err
+    assert f"{HELLO}:12: unknown key 'stepz'" in err
+    assert f"{CHILD}:2: version: 0.1 is not of type 'string', 'integer'" in err
+
+
+def test_unknown_profile_is_a_usage_error(project: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(project, capsys, "matrix", "--profile", "staging")
+    assert code == 2
+    assert "unknown profile 'staging' (from --profile)" in err
+    assert "local, production" in err
+
+
+def test_select_without_match_lists_near_ones(project: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(project, capsys, "matrix", "--select", "demo/helo-debian12-x86_64")
+    assert code == 2
+    assert "matches no cell" in err
+    assert "demo/hello-debian12-x86_64" in err
+
+
+def test_heredoc_in_dockerfile_recipe(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(project / "recipes/demo/plain/Dockerfile",
+          "FROM debian:12\nRUN <<EOF\necho hi\nEOF\n")
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert "recipes/demo/plain/Dockerfile:2: RUN with a heredoc is not supported" in err
