@@ -1,0 +1,206 @@
+"""Conversions with the real tools: siftool both ways, tar2sqfs streaming, unsquashfs, skopeo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hepbuild.image import oci, sif
+from hepbuild.image.convert import convert
+from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
+from hepbuild.image.unpack import remove_tree
+
+pytestmark = pytest.mark.tools
+D, F, L, H = "dir", "file", "symlink", "hardlink"
+CONFIG = {"config": {"Env": ["PATH=/usr/bin:/bin", "GREETING=hi there"],
+                     "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo C"],
+                     "WorkingDir": "/work", "Labels": {"org.example.team": "hep"}}}
+LAYERS = [
+    [TarEntry("a", D), TarEntry("a/b", D), TarEntry("a/b/foo", data=b"foo"),
+     TarEntry("A", data=b"x"), TarEntry("Z", H, link="A"), TarEntry("usr/lib64/ld.so",
+                                                                    data=b"elf"),
+     TarEntry("lib64", L, link="/usr/lib64"), TarEntry("bin", L, link="usr/bin"),
+     TarEntry("etc/alternatives/x", L, link="../../usr/bin/x"),
+     TarEntry("suid", data=b"s", mode=0o4755, uid=0), TarEntry("owned", data=b"o", uid=1234,
+                                                               gid=99)],
+    [TarEntry("a", D), TarEntry("a/.wh..wh..opq"), TarEntry(".wh.A"),
+     TarEntry("d/.wh..wh..opq"), TarEntry("d/new", data=b"new")],
+]
+
+
+def run(*argv: str | Path) -> str:
+    return subprocess.run([str(a) for a in argv], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_layout(tmp_path: Path, layers: list[list[TarEntry]] = LAYERS) -> str:
+    writer = LayoutWriter(tmp_path / "img")
+    writer.add_image("t", [LayerBlob(tar_bytes(entries)) for entries in layers], CONFIG)
+    return f"oci:{tmp_path / 'img'}:t"
+
+
+def fields(text: str) -> list[tuple[str, str]]:
+    rows = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(":")
+        rows.append((key.strip(), value.strip()))
+    return rows
+
+
+def squash_listing(sif_path: Path) -> dict[str, str]:
+    """path -> 'mode owner' from unsquashfs -lls at the primary partition's offset."""
+    part = sif.read_sif(sif_path).primary_partition()
+    assert part is not None
+    listing = run("unsquashfs", "-lls", "-o", str(part.offset), "-d", "", sif_path)
+    found = {}
+    for line in listing.splitlines():
+        cols = line.split(None, 5)
+        if len(cols) == 6 and cols[0][0] in "-dlcbps":
+            name = cols[5].split(" -> ")[0]
+            found[name.lstrip("/")] = f"{cols[0]} {cols[1]}"
+    return found
+
+
+def test_our_sif_is_read_by_siftool_field_by_field(tmp_path: Path) -> None:
+    result = convert(make_layout(tmp_path), f"sif:{tmp_path / 'x.sif'}")
+    path = tmp_path / "x.sif"
+    image = sif.read_sif(path)
+    assert run("siftool", "list", path) == sif.render_list(image)
+    assert fields(run("siftool", "header", path)) == sif.header_fields(image)
+    for desc in image.descriptors:
+        assert fields(run("siftool", "info", str(desc.id), path)) == desc.info_fields()
+        dumped = subprocess.run(["siftool", "dump", str(desc.id), path], check=True,
+                                capture_output=True).stdout
+        assert dumped == image.read_object(desc)
+    names = [d.name for d in image.descriptors]
+    assert names == ["", "inspect-metadata.json", "oci-config.json", ""]
+    assert image.header.launch_script == sif.APPTAINER_LAUNCH
+    assert result.checksum_files == [f"{path}.sha256", f"{path}.md5"]
+    subprocess.run(["sha256sum", "-c", f"{path.name}.sha256"], cwd=tmp_path, check=True)
+    subprocess.run(["md5sum", "-c", f"{path.name}.md5"], cwd=tmp_path, check=True)
+
+
+def test_siftool_written_sif_is_read_by_us(tmp_path: Path) -> None:
+    path = tmp_path / "t.sif"
+    (tmp_path / "def").write_text("bootstrap: docker\nfrom: alpine:3.19\n")
+    (tmp_path / "labels.json").write_text('{"a":"b"}')
+    (tmp_path / "root.sqfs").write_bytes(b"hsqs" + bytes(4092))
+    run("siftool", "new", path)
+    run("siftool", "add", "--datatype", "1", "--groupid", "1", path, tmp_path / "def")
+    run("siftool", "add", "--datatype", "3", "--groupid", "1", path, tmp_path / "labels.json")
+    run("siftool", "add", "--datatype", "4", "--parttype", "2", "--partfs", "1",
+        "--partarch", "4", "--groupid", "1", path, tmp_path / "root.sqfs")
+    run("siftool", "add", "--datatype", "7", "--link", "3", "--filename", "myblob", path,
+        tmp_path / "labels.json")
+    run("siftool", "add", "--datatype", "9", "--sbomformat", "spdx-json", "--groupid", "2",
+        path, tmp_path / "labels.json")
+    run("siftool", "add", "--datatype", "5", "--signhash", "1", "--signentity",
+        "433FE984155206BD962725E20E8713472A879943", "--groupid", "0", "--link", "1", path,
+        tmp_path / "labels.json")
+    image = sif.read_sif(path)
+    assert sif.render_list(image) == run("siftool", "list", path)
+    assert sif.header_fields(image) == fields(run("siftool", "header", path))
+    for desc in image.descriptors:
+        assert desc.info_fields() == fields(run("siftool", "info", str(desc.id), path))
+    assert image.header.arch == "arm64" and image.primary_partition().offset % 4096 == 0
+
+
+def test_w2_whiteouts_hold_on_the_streaming_path(tmp_path: Path) -> None:
+    convert(make_layout(tmp_path), f"sif:{tmp_path / 'x.sif'}")
+    listing = squash_listing(tmp_path / "x.sif")
+    assert "a" in listing and not [p for p in listing if p.startswith("a/")]
+    assert not [p for p in listing if ".wh." in p]
+    assert "A" not in listing and listing["Z"].startswith("-rw-r--r-- ")
+    assert listing["suid"] == "-rwsr-xr-x root/root"
+    assert listing["owned"].split()[1] == "1234/99"
+    assert listing["d/new"].startswith("-")
+
+
+def test_sif_round_trip_keeps_config_and_tree(tmp_path: Path) -> None:
+    convert(make_layout(tmp_path), f"sif:{tmp_path / 'x.sif'}")
+    convert(f"sif:{tmp_path / 'x.sif'}", f"oci:{tmp_path / 'back'}")
+    back = oci.open_layout(tmp_path / "back", None, "x86_64")
+    for key in ("Env", "Entrypoint", "Cmd", "WorkingDir", "Labels"):
+        assert back.config["config"][key] == CONFIG["config"][key]
+    convert(f"oci:{tmp_path / 'back'}", f"sandbox:{tmp_path / 'sb'}")
+    root = tmp_path / "sb"
+    assert os.readlink(root / "lib64") == "/usr/lib64"
+    assert os.readlink(root / "etc/alternatives/x") == "../../usr/bin/x"
+    assert (root / "Z").read_bytes() == b"x" and not (root / "A").exists()
+    assert os.listdir(root / "a") == []
+    assert os.stat(root / "owned").st_uid == 1234
+    assert (root / ".singularity.d/runscript").stat().st_mode & 0o777 == 0o755
+
+
+def test_sandbox_to_sif_and_back(tmp_path: Path) -> None:
+    convert(make_layout(tmp_path), f"sandbox:{tmp_path / 'sb'}")
+    convert(f"sandbox:{tmp_path / 'sb'}", f"sif:{tmp_path / 's.sif'}")
+    convert(f"sif:{tmp_path / 's.sif'}", f"sandbox:{tmp_path / 'sb2'}")
+    first = run("find", tmp_path / "sb", "-printf", "%P %y %m %U %l\n").splitlines()
+    second = run("find", tmp_path / "sb2", "-printf", "%P %y %m %U %l\n").splitlines()
+    assert sorted(first) == sorted(second)
+    assert sif.read_sif(tmp_path / "s.sif").header.arch == "amd64"
+
+
+def test_oci_archive_both_ways_through_skopeo(tmp_path: Path) -> None:
+    result = convert(make_layout(tmp_path), f"oci-archive:{tmp_path / 'img.tar'}")
+    assert result.size == (tmp_path / "img.tar").stat().st_size
+    subprocess.run(["sha256sum", "-c", "img.tar.sha256"], cwd=tmp_path, check=True)
+    inspect = json.loads(run("skopeo", "inspect", f"oci-archive:{tmp_path / 'img.tar'}"))
+    assert inspect["Env"] == CONFIG["config"]["Env"]
+    convert(f"oci-archive:{tmp_path / 'img.tar'}", f"sandbox:{tmp_path / 'sb'}")
+    assert (tmp_path / "sb/d/new").read_bytes() == b"new"
+
+
+@pytest.fixture
+def shared_dir_for_nobody() -> Iterator[Path]:
+    """pytest's tmp dirs are private to root; the normal user needs a path it can reach."""
+    base = Path(tempfile.mkdtemp(prefix="hepbuild-p1-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    yield base
+    remove_tree(base)
+
+
+@pytest.mark.root
+def test_p1_unpack_as_a_normal_user(shared_dir_for_nobody: Path) -> None:
+    tmp_path = shared_dir_for_nobody
+    layers = [[TarEntry("dir", D, mode=0), TarEntry("file", data=b"x", mode=0),
+               TarEntry("ro", D, mode=0o555), TarEntry("ro/a", data=b"a")],
+              [TarEntry("ro/b", data=b"b"), TarEntry("dir/inner", data=b"in")]]
+    source = make_layout(tmp_path, layers)
+    work = tmp_path / "nobody"
+    work.mkdir()
+    shutil.chown(work, 65534, 65534)
+    script = ("import sys, pathlib\nfrom hepbuild.image.convert import convert\n"
+              "from hepbuild.image.unpack import remove_tree\n"
+              f"convert({source!r}, 'sandbox:{work}/sb')\n"
+              f"root = pathlib.Path('{work}/sb')\n"
+              "got = {p: (root / p).read_bytes() for p in ('file', 'ro/a', 'ro/b', 'dir/inner')}\n"
+              "assert got == {'file': b'x', 'ro/a': b'a', 'ro/b': b'b', 'dir/inner': b'in'}, got\n"
+              "assert (root / 'dir').is_dir()\nremove_tree(root)\nassert not root.exists()\n")
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=work, env={**os.environ, "HOME": str(work)})
+    assert proc.returncode == 0, proc.stderr
+    assert "owner permissions widened" in proc.stderr
+
+
+def test_sif_to_sandbox_refuses_a_foreign_partition(tmp_path: Path) -> None:
+    path = tmp_path / "t.sif"
+    (tmp_path / "raw").write_bytes(b"not squashfs" * 400)
+    run("siftool", "new", path)
+    run("siftool", "add", "--datatype", "4", "--parttype", "2", "--partfs", "1",
+        "--partarch", "2", "--groupid", "1", path, tmp_path / "raw")
+    from hepbuild.errors import ImageError
+
+    with pytest.raises(ImageError, match="is not squashfs"):
+        convert(f"sif:{path}", f"sandbox:{tmp_path / 'sb'}")
+    assert not (tmp_path / "sb").exists()
