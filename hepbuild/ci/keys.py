@@ -79,15 +79,24 @@ class RegistryKeyLookup:
         self.registry = registry
         self.env = env
         self._clients: dict[str, RegistryClient] = {}
+        self._unreachable: set[str] = set()
 
     def __call__(self, ref: str) -> str | None:
         host = split_ref(ref)[0]
+        if host in self._unreachable:
+            raise RegistryError(f"{host} was unreachable earlier in this plan")
         if host not in self._clients:
+            # Few retries: a plan that cannot see the registry builds; it should not hang.
             self._clients[host] = RegistryClient(
                 host, insecure=self.registry.insecure, ca_file=self.registry.ca_file,
-                credentials=load_credentials(host, self.env),
+                credentials=load_credentials(host, self.env), retries=1, backoff=0.1,
             )
-        return registry_content_key(ref, client=self._clients[host])
+        try:
+            return registry_content_key(ref, client=self._clients[host])
+        except RegistryError as exc:
+            if exc.message.startswith("cannot reach"):
+                self._unreachable.add(host)
+            raise
 
     def close(self) -> None:
         for client in self._clients.values():
