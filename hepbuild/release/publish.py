@@ -131,7 +131,7 @@ def pair_cells(
 def publish_all(
     store: ManifestStore, config: Config, grouped: Mapping[str, list[tuple[Cell, BuiltImage]]],
     inputs: BuildInputs, provenance: Provenance, records_dir: Path,
-    harbor: HarborClient | None = None,
+    harbor: HarborClient | None = None, harbor_label: str = HARBOR_LABEL,
 ) -> Published:
     releases, records, blocked = [], [], []
     for pairs in grouped.values():
@@ -144,7 +144,7 @@ def publish_all(
         records += [str(p) for p in _record_cells(store, config, pairs, inputs, provenance,
                                                    records_dir)]
         if harbor is not None:
-            _harbor_steps(harbor, config, release, pairs)
+            _harbor_steps(harbor, config, release, pairs, harbor_label)
     return Published(releases, records, blocked)
 
 
@@ -191,12 +191,12 @@ def file_digests(path: Path) -> tuple[str, str]:
 
 def _harbor_steps(
     harbor: HarborClient, config: Config, release: Release,
-    pairs: Sequence[tuple[Cell, BuiltImage]],
+    pairs: Sequence[tuple[Cell, BuiltImage]], label_name: str,
 ) -> None:
     registry = config.profile.registry
     project, repo = split_repository(registry, release.repository)
     harbor.ensure_project(project, public=registry.public)
-    label = harbor.ensure_label(HARBOR_LABEL, harbor.project_id(project))
+    label = harbor.ensure_label(label_name, harbor.project_id(project))
     harbor.attach_label(project, repo, release.digest, label)
     for _, image in pairs:  # a list is not scannable; its arch images are
         harbor.trigger_scan(project, repo, str(image.digest))

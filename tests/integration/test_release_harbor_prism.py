@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from prism_fixtures import PrismServer, ResponseLog, prism_server_fixture  # noqa: F401
+from registry_fixtures import registry_http  # noqa: F401
 
+from hepbuild import naming
+from hepbuild.build.results import BuiltImage
+from hepbuild.config.model import Base, Cell, Config, Matrix, Profile, Recipe, Registry
 from hepbuild.errors import RegistryError
+from hepbuild.platforms import get_arch
+from hepbuild.registry.client import RegistryClient
 from hepbuild.registry.harbor import HarborClient, parse_scan_overview, scan_gate
+from hepbuild.registry.media import OCI_MANIFEST
+from hepbuild.registry.server import LocalRegistry
+from hepbuild.release.publish import BuildInputs, Provenance, publish_all
+from hepbuild.release.store import RegistryStore
 
 pytestmark = [pytest.mark.prism, pytest.mark.xdist_group("prism")]
 
 ROBOT = "robot$library+ci"
 SECRET = "s3cr3t$1"
+WHEN = dt.datetime(2026, 12, 4, 2, 0, 0, tzinfo=dt.timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -131,3 +146,55 @@ def test_secret_never_in_errors(prism_server: PrismServer) -> None:
     assert SECRET not in caught.value.render()
     assert "answered 404" in caught.value.message
     assert parse_scan_overview(None) is None
+
+
+@pytest.mark.registry
+def test_publish_on_a_harbor_profile_makes_valid_harbor_calls(
+    prism_server: PrismServer, registry_http: LocalRegistry, tmp_path: Path,  # noqa: F811
+) -> None:
+    registry = Registry(name="harbor", url=registry_http.url, kind="harbor", insecure=True,
+                        project="hep", api=prism_server.url)
+    recipe = Recipe(group="juno", name="offline", version="3.1", directory=Path("."))
+    base = Base(name="el9", family="yum", arches=("x86_64",), images={})
+    cell = Cell(recipe, base, get_arch("x86_64"))
+    profile = Profile(name="prod", registry=registry)
+    config = Config(root=tmp_path, recipes=(recipe,), profile=profile, matrix=Matrix(
+        path=tmp_path / "matrix.yaml", arches=(cell.arch,), bases={"el9": base},
+        profiles={"prod": profile}, default_profile="prod"))
+
+    with RegistryClient(registry_http.url, insecure=True) as registry_client:
+        store = RegistryStore(registry_client)
+        image = _push_image(registry_client, "hep/juno/offline", naming.arch_tag(cell), cell)
+        client, log = _client(prism_server)
+        # Prism's example label is named "string"; a real Harbor would create "hepbuild".
+        published = publish_all(store, config, {cell.image_key: [(cell, image)]},
+                                BuildInputs([image], {}), Provenance("ci", None, WHEN),
+                                tmp_path / "records", harbor=client, harbor_label="string")
+
+    assert published.blocked == []
+    calls = [(r.request.method, urlsplit(r.request.url or "").path) for r in log.responses]
+    artifact = "/projects/hep/repositories/juno%252Foffline/artifacts/"
+    assert calls == [
+        ("HEAD", "/projects"),
+        ("GET", "/projects/hep"),
+        ("GET", "/labels"),
+        ("POST", artifact + published.releases[0].digest + "/labels"),
+        ("POST", artifact + str(image.digest) + "/scan"),
+    ]
+    assert all(200 <= r.status_code < 300 for r in log.responses)
+    assert log.violations() == []
+
+
+def _push_image(client: RegistryClient, repo: str, tag: str, cell: Cell) -> BuiltImage:
+    layer, _ = client.push_blob(repo, b"layer")
+    config = json.dumps({"architecture": cell.arch.oci, "os": "linux"}).encode()
+    config_desc, _ = client.push_blob(repo, config)
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": config_desc.digest, "size": len(config)},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer.digest, "size": 5}]}
+    digest = client.put_manifest(repo, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
+    return BuiltImage(cell_id=cell.id, local_ref="", pushed_ref=None, digest=digest, size=5,
+                      platform=cell.arch.platform, log="", seconds=0.0, test_status="passed",
+                      content_key=None, base_digest=None, image_key=cell.image_key)
