@@ -15,9 +15,10 @@ from hepbuild.config.load import load_config
 from hepbuild.config.model import Config
 from hepbuild.errors import UsageError
 from hepbuild.registry.auth import load_credentials
-from hepbuild.registry.harbor import HarborClient
+from hepbuild.registry.harbor import SEVERITY_RANK, HarborClient
 from hepbuild.release.publish import (
     BuildInputs,
+    HarborSteps,
     Provenance,
     Published,
     inputs_from_registry,
@@ -44,6 +45,12 @@ def register(sub: Any) -> None:
                         help=f"build results to publish (default: {RESULTS})")
     parser.add_argument("--no-harbor", dest="harbor", action="store_false",
                         help="skip Harbor's project, label and scan steps")
+    parser.add_argument("--max-severity", default=None, metavar="LEVEL",
+                        choices=[s.capitalize() for s in SEVERITY_RANK],
+                        help="Harbor: wait for the scans and publish nothing with findings "
+                             "worse than LEVEL (None, Low, Medium, High, Critical)")
+    parser.add_argument("--scan-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="Harbor: how long to wait for a scan with --max-severity")
     parser.add_argument("--time", type=_utc_time, default=None, metavar="ISO8601",
                         help="time stamp of the dated tags, e.g. $CI_PIPELINE_CREATED_AT "
                              "(default: now)")
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     cells = expand_matrix(config).cells
     when = args.time or dt.datetime.now(dt.timezone.utc)
     provenance = Provenance(current_user(os.environ), recipe_commit(config.root), when)
-    harbor = _harbor(config) if args.harbor else None
+    harbor = _harbor(args, config) if args.harbor else None
     published = publish_all(store, config, pair_cells(cells, inputs), inputs, provenance,
                             Path.cwd() / RECORDS_DIR, harbor)
     _show(args, published)
@@ -89,12 +96,13 @@ def _inputs(args: argparse.Namespace, config: Config, store: ManifestStore) -> B
                      "run hepbuild build first, or name the cells: hepbuild publish 'hep/*'")
 
 
-def _harbor(config: Config) -> HarborClient | None:
+def _harbor(args: argparse.Namespace, config: Config) -> HarborSteps | None:
     registry = config.profile.registry
     if registry.kind != "harbor":
         return None
     host = registry.url.split("/", 1)[0]
-    return HarborClient.for_registry(registry, load_credentials(host, os.environ))
+    client = HarborClient.for_registry(registry, load_credentials(host, os.environ))
+    return HarborSteps(client, max_severity=args.max_severity, scan_timeout=args.scan_timeout)
 
 
 def _show(args: argparse.Namespace, published: Published) -> None:

@@ -8,6 +8,7 @@ found in Harbor's own logs, and the password is registered as a secret before fi
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ REPORT_MIME_TYPES: tuple[str, ...] = (
     "application/vnd.security.vulnerability.report; version=1.1",
     "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0",
 )
+
+FINISHED_SCAN_STATES = frozenset({"Success", "Error", "Stopped"})
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _MAX_PAGES = 1000  # a server that keeps sending rel=next must not keep us forever
@@ -306,8 +309,13 @@ class HarborClient:
         found = self.find_label(name, project_id)
         if found is not None:
             return found
-        body = {"name": name, "scope": "p", "project_id": project_id, "color": color,
-                "description": "set by hepbuild"}
+        body = {
+            "name": name,
+            "scope": "p",
+            "project_id": project_id,
+            "color": color,
+            "description": "set by hepbuild",
+        }
         response = self.request("POST", "/labels", ok=(201, 409), body=body)
         created = re.search(r"/labels/(\d+)$", response.headers.get("Location", ""))
         if created:
@@ -341,6 +349,25 @@ class HarborClient:
     def scan_overview(self, project: str, repository: str, reference: str) -> ScanSummary | None:
         found = self.artifact(project, repository, reference)
         return parse_scan_overview(found.get("scan_overview"))
+
+    def wait_for_scan(
+        self, project: str, repository: str, reference: str, *, timeout: float,
+        interval: float = 5.0,
+    ) -> ScanSummary | None:
+        """Poll the overview until the scan ends (or ``timeout`` seconds pass)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            summary = self.scan_overview(project, repository, reference)
+            if summary is not None and summary.status in FINISHED_SCAN_STATES:
+                return summary
+            if time.monotonic() + interval > deadline:
+                status = summary.status if summary else "no report"
+                raise RegistryError(
+                    f"the scan of {project}/{repository}@{reference} did not finish within "
+                    f"{timeout:.0f} s (last status: {status})",
+                    "raise --scan-timeout, or check the scanner in Harbor's interrogation services",
+                )
+            time.sleep(interval)
 
     def trigger_scan(self, project: str, repository: str, reference: str) -> bool:
         """Ask for a vulnerability scan; False (with a warning) when it is not scannable."""

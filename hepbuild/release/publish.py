@@ -21,8 +21,8 @@ import git
 from hepbuild import __version__, naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Cell, Config
-from hepbuild.errors import ConfigError, HepbuildError, Problem
-from hepbuild.registry.harbor import HarborClient, split_repository
+from hepbuild.errors import ConfigError, HepbuildError, Problem, RegistryError
+from hepbuild.registry.harbor import HarborClient, scan_gate, split_repository
 from hepbuild.release.records import (
     BUILD_RECORD_TYPE,
     BuildRecord,
@@ -30,7 +30,13 @@ from hepbuild.release.records import (
     write_local_record,
 )
 from hepbuild.release.store import ManifestStore
-from hepbuild.release.versions import PublishBlocked, Release, publish_image, repository_path
+from hepbuild.release.versions import (
+    PublishBlocked,
+    Release,
+    check_all_built,
+    publish_image,
+    repository_path,
+)
 
 HARBOR_LABEL = "hepbuild"
 
@@ -128,14 +134,28 @@ def pair_cells(
     return dict(sorted(grouped.items()))
 
 
+@dataclass(frozen=True)
+class HarborSteps:
+    """What publish does on a Harbor profile besides tagging."""
+
+    client: HarborClient
+    label: str = HARBOR_LABEL
+    max_severity: str | None = None  # gate: wait for the scans, refuse worse findings
+    scan_timeout: float = 600.0
+
+
 def publish_all(
     store: ManifestStore, config: Config, grouped: Mapping[str, list[tuple[Cell, BuiltImage]]],
     inputs: BuildInputs, provenance: Provenance, records_dir: Path,
-    harbor: HarborClient | None = None, harbor_label: str = HARBOR_LABEL,
+    harbor: HarborSteps | None = None,
 ) -> Published:
+    """Publish every image; one image that cannot publish does not stop the others."""
     releases, records, blocked = [], [], []
     for pairs in grouped.values():
         try:
+            check_all_built(pairs)
+            if harbor is not None:
+                _scan_arches(harbor, config, pairs)
             release = publish_image(store, pairs, provenance.when, registry=config.profile.registry)
         except PublishBlocked as exc:
             blocked.append(exc.message)
@@ -144,7 +164,7 @@ def publish_all(
         records += [str(p) for p in _record_cells(store, config, pairs, inputs, provenance,
                                                    records_dir)]
         if harbor is not None:
-            _harbor_steps(harbor, config, release, pairs, harbor_label)
+            _label_release(harbor, config, release)
     return Published(releases, records, blocked)
 
 
@@ -189,14 +209,26 @@ def file_digests(path: Path) -> tuple[str, str]:
     return "sha256:" + sha.hexdigest(), md5.hexdigest()
 
 
-def _harbor_steps(
-    harbor: HarborClient, config: Config, release: Release,
-    pairs: Sequence[tuple[Cell, BuiltImage]], label_name: str,
+def _scan_arches(
+    harbor: HarborSteps, config: Config, pairs: Sequence[tuple[Cell, BuiltImage]]
 ) -> None:
+    """Scan each arch image (a list is not scannable) before any tag moves; gate if asked."""
     registry = config.profile.registry
-    project, repo = split_repository(registry, release.repository)
-    harbor.ensure_project(project, public=registry.public)
-    label = harbor.ensure_label(label_name, harbor.project_id(project))
-    harbor.attach_label(project, repo, release.digest, label)
-    for _, image in pairs:  # a list is not scannable; its arch images are
-        harbor.trigger_scan(project, repo, str(image.digest))
+    project, repo = split_repository(registry, naming.repository(registry, pairs[0][0].recipe))
+    harbor.client.ensure_project(project, public=registry.public)
+    scanned = [(c, i) for c, i in pairs if harbor.client.trigger_scan(project, repo, str(i.digest))]
+    if harbor.max_severity is None:
+        return
+    for cell, image in scanned:
+        summary = harbor.client.wait_for_scan(project, repo, str(image.digest),
+                                              timeout=harbor.scan_timeout)
+        try:
+            scan_gate(summary, harbor.max_severity)
+        except RegistryError as exc:
+            raise PublishBlocked(f"{cell.id}: {exc.message}", exc.hint) from None
+
+
+def _label_release(harbor: HarborSteps, config: Config, release: Release) -> None:
+    project, repo = split_repository(config.profile.registry, release.repository)
+    label = harbor.client.ensure_label(harbor.label, harbor.client.project_id(project))
+    harbor.client.attach_label(project, repo, release.digest, label)

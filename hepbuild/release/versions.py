@@ -80,7 +80,7 @@ def publish_image(
 ) -> Release:
     """Push the dated tag of one image, then its moving tags; all arches or nothing."""
     cell = _check_one_image(cells_results)
-    _check_all_built(cells_results)
+    check_all_built(cells_results)
     oci_repo = repository_path(registry, naming.repository(registry, cell.recipe))
     plans = [_list_plan(oci_repo, _oci_manifests(client, oci_repo, cells_results))]
     if "sif" in cell.recipe.outputs:
@@ -124,7 +124,7 @@ def _check_one_image(cells_results: Sequence[CellResult]) -> Cell:
     return cells_results[0][0]
 
 
-def _check_all_built(cells_results: Sequence[CellResult]) -> None:
+def check_all_built(cells_results: Sequence[CellResult]) -> None:
     failed = [(c, r) for c, r in cells_results if r.status != "built" or not r.digest]
     if not failed:
         return

@@ -23,7 +23,7 @@ from hepbuild.registry.client import RegistryClient
 from hepbuild.registry.harbor import HarborClient, parse_scan_overview, scan_gate
 from hepbuild.registry.media import OCI_MANIFEST
 from hepbuild.registry.server import LocalRegistry
-from hepbuild.release.publish import BuildInputs, Provenance, publish_all
+from hepbuild.release.publish import BuildInputs, HarborSteps, Provenance, publish_all
 from hepbuild.release.store import RegistryStore
 
 pytestmark = [pytest.mark.prism, pytest.mark.xdist_group("prism")]
@@ -148,20 +148,24 @@ def test_secret_never_in_errors(prism_server: PrismServer) -> None:
     assert parse_scan_overview(None) is None
 
 
+def _harbor_config(registry_url: str, prism_url: str, root: Path, name: str) -> tuple[Config, Cell]:
+    registry = Registry(name="harbor", url=registry_url, kind="harbor", insecure=True,
+                        project="hep", api=prism_url)
+    recipe = Recipe(group="juno", name=name, version="3.1", directory=Path("."))
+    base = Base(name="el9", family="yum", arches=("x86_64",), images={})
+    cell = Cell(recipe, base, get_arch("x86_64"))
+    profile = Profile(name="prod", registry=registry)
+    config = Config(root=root, recipes=(recipe,), profile=profile, matrix=Matrix(
+        path=root / "matrix.yaml", arches=(cell.arch,), bases={"el9": base},
+        profiles={"prod": profile}, default_profile="prod"))
+    return config, cell
+
+
 @pytest.mark.registry
 def test_publish_on_a_harbor_profile_makes_valid_harbor_calls(
     prism_server: PrismServer, registry_http: LocalRegistry, tmp_path: Path,  # noqa: F811
 ) -> None:
-    registry = Registry(name="harbor", url=registry_http.url, kind="harbor", insecure=True,
-                        project="hep", api=prism_server.url)
-    recipe = Recipe(group="juno", name="offline", version="3.1", directory=Path("."))
-    base = Base(name="el9", family="yum", arches=("x86_64",), images={})
-    cell = Cell(recipe, base, get_arch("x86_64"))
-    profile = Profile(name="prod", registry=registry)
-    config = Config(root=tmp_path, recipes=(recipe,), profile=profile, matrix=Matrix(
-        path=tmp_path / "matrix.yaml", arches=(cell.arch,), bases={"el9": base},
-        profiles={"prod": profile}, default_profile="prod"))
-
+    config, cell = _harbor_config(registry_http.url, prism_server.url, tmp_path, "offline")
     with RegistryClient(registry_http.url, insecure=True) as registry_client:
         store = RegistryStore(registry_client)
         image = _push_image(registry_client, "hep/juno/offline", naming.arch_tag(cell), cell)
@@ -169,20 +173,42 @@ def test_publish_on_a_harbor_profile_makes_valid_harbor_calls(
         # Prism's example label is named "string"; a real Harbor would create "hepbuild".
         published = publish_all(store, config, {cell.image_key: [(cell, image)]},
                                 BuildInputs([image], {}), Provenance("ci", None, WHEN),
-                                tmp_path / "records", harbor=client, harbor_label="string")
+                                tmp_path / "records", harbor=HarborSteps(client, label="string"))
 
     assert published.blocked == []
     calls = [(r.request.method, urlsplit(r.request.url or "").path) for r in log.responses]
     artifact = "/projects/hep/repositories/juno%252Foffline/artifacts/"
     assert calls == [
         ("HEAD", "/projects"),
+        ("POST", artifact + str(image.digest) + "/scan"),
         ("GET", "/projects/hep"),
         ("GET", "/labels"),
         ("POST", artifact + published.releases[0].digest + "/labels"),
-        ("POST", artifact + str(image.digest) + "/scan"),
     ]
     assert all(200 <= r.status_code < 300 for r in log.responses)
     assert log.violations() == []
+
+
+@pytest.mark.registry
+def test_scan_gate_blocks_publish_before_any_tag_moves(
+    prism_server: PrismServer, registry_http: LocalRegistry, tmp_path: Path,  # noqa: F811
+) -> None:
+    config, cell = _harbor_config(registry_http.url, prism_server.url, tmp_path, "gated")
+    with RegistryClient(registry_http.url, insecure=True) as registry_client:
+        store = RegistryStore(registry_client)
+        image = _push_image(registry_client, "hep/juno/gated", naming.arch_tag(cell), cell)
+        client, _ = _client(prism_server)
+        steps = HarborSteps(client, label="string", max_severity="Medium", scan_timeout=5)
+        published = publish_all(store, config, {cell.image_key: [(cell, image)]},
+                                BuildInputs([image], {}), Provenance("ci", None, WHEN),
+                                tmp_path / "records", harbor=steps)
+        tags = registry_client.list_tags("hep/juno/gated")
+
+    assert published.releases == []
+    assert published.blocked == [
+        "juno/gated-el9-x86_64: vulnerability gate failed: severity High is above Medium "
+        "(500 found, 100 fixable; Critical 5, High 5)"]
+    assert tags == [naming.arch_tag(cell)]
 
 
 def _push_image(client: RegistryClient, repo: str, tag: str, cell: Cell) -> BuiltImage:
