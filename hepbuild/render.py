@@ -132,6 +132,8 @@ def _labels(config: Config, cell: Cell) -> dict[str, str]:
         "org.hepbuild.recipe": recipe.id,
         "org.hepbuild.version": __version__,
         "org.hepbuild.cell": cell.id,
+        # SL5/SL6 glibc calls vsyscall; hosts need vsyscall=emulate to run these images
+        "org.hepbuild.needs-vsyscall": "true" if cell.base.needs_vsyscall else "",
     }
     merged = {**recipe.labels, **{k: v for k, v in ours.items() if v}}
     return {k: _SPACES.sub(" ", merged[k]).strip() for k in sorted(merged)}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hepbuild.cli import main
-from tests.unit._recipes_helpers import minimal_project, write
+
+MINIMAL = Path(__file__).resolve().parent.parent / "data" / "recipes" / "minimal"
 
 HELLO = "recipes/demo/hello/recipe.yaml"
 CHILD = "recipes/demo/child/recipe.yaml"
@@ -27,10 +30,17 @@ def replace(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path) -> Iterator[Path]:
     cwd = os.getcwd()
-    yield minimal_project(tmp_path)
+    root = tmp_path / "project"
+    shutil.copytree(MINIMAL, root, symlinks=True)
+    yield root
     os.chdir(cwd)  # -C changes directory
 
 
