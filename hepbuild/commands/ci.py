@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     assemble.add_argument("--profile", help="matrix profile (default: $HEPBUILD_PROFILE)")
     assemble.add_argument("--json", action="store_true", help="print the list as JSON")
     assemble.set_defaults(func=run_assemble)
+
+    images = ci_sub.add_parser(
+        "images", help="print the image keys a plan builds, one a line (for the publish job)"
+    )
+    images.add_argument("plan_file", metavar="PLAN", type=Path, help="JSON from --plan-file")
+    images.set_defaults(func=run_images)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,3 +181,29 @@ def run_assemble(args: argparse.Namespace) -> int:
                  for e in result.entries], ("cell", "ref", "digest"))
     print(f"{result.ref} -> {result.digest}")
     return 0
+
+
+def run_images(args: argparse.Namespace) -> int:
+    for image in built_images(read_plan_file(args.plan_file)):
+        print(image)
+    return 0
+
+
+def read_plan_file(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"no plan at {path}", "write one with hepbuild ci plan --plan-file"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}: not a JSON plan ({exc.msg})",
+                         "write it again with hepbuild ci plan --plan-file") from None
+    if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+        raise UsageError(f"{path} has no list of cells", "is it a plan from hepbuild ci plan?")
+    return document
+
+
+def built_images(document: dict[str, Any]) -> list[str]:
+    """Every image with a cell built: publish names whole images, so lists hold every arch."""
+    return sorted({c["image"] for c in document["cells"] if c.get("action") == "build"})
