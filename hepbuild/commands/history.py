@@ -39,8 +39,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _row(version: VersionRow) -> dict[str, str | None]:
-    commits = sorted({(r.recipe_commit or "?")[:10] for r in version.records})
-    records = f"{len(version.records)} ({', '.join(commits)})" if version.records else None
+    commits = sorted({r.recipe_commit[:10] for r in version.records if r.recipe_commit})
+    where = f"commit {', '.join(commits)}" if commits else "no git commit"
+    records = f"{len(version.records)} ({where})" if version.records else None
     return {
         "tag": version.tag,
         "version": version.version,

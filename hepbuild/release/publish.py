@@ -21,7 +21,7 @@ import git
 from hepbuild import __version__, naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Cell, Config
-from hepbuild.errors import ConfigError, HepbuildError, Problem, RegistryError
+from hepbuild.errors import ConfigError, Problem, RegistryError, UsageError
 from hepbuild.registry.harbor import HarborClient, scan_gate, split_repository
 from hepbuild.release.records import (
     BUILD_RECORD_TYPE,
@@ -125,8 +125,8 @@ def pair_cells(
     by_id = {c.id: c for c in cells}
     unknown = [i.cell_id for i in inputs.images if i.cell_id not in by_id]
     if unknown:
-        raise HepbuildError(f"build results name cells not in the matrix: {', '.join(unknown)}",
-                            "publish with the same matrix.yaml and profile the build used")
+        raise UsageError(f"build results name cells not in the matrix: {', '.join(unknown)}",
+                         "publish with the same matrix.yaml and profile the build used")
     grouped: dict[str, list[tuple[Cell, BuiltImage]]] = {}
     for image in inputs.images:
         cell = by_id[image.cell_id]

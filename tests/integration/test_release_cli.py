@@ -100,6 +100,13 @@ def test_publish_history_rollback_commands(
     assert versions[0]["moving"] == ["2.0-el9", "el9-latest"]
     assert [r["builder"] for r in versions[0]["records"]] == ["carol", "carol"]
 
+    code, out, _ = _run(capsys, "history", "hep/clidemo-el9")
+    lines = out.splitlines()
+    assert lines[0].split() == ["TAG", "VERSION", "BUILT", "DIGEST", "MOVING", "PLATFORMS",
+                                "RECORDS"]
+    assert lines[1].startswith("2.0-el9-20261202T090000Z  2.0      2026-12-02T09:00:00Z")
+    assert "2.0-el9, el9-latest" in lines[1] and "2 (no git commit)" in lines[1]
+
     code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to",
                           published[0]["dated_tag"], "--reason", "broken ROOT")
     assert code == 0, err
