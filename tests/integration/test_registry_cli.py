@@ -1,0 +1,111 @@
+"""`hepbuild registry start|stop|status` as a daemon, push/pull of an OCI layout through the
+CLI, tags, referrers (tag fallback) and deletion against the real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from registry_fixtures import client_for_registry, make_oci_layout, registry_http  # noqa: F401
+
+from hepbuild.registry import media
+from hepbuild.registry.client import Descriptor, referrers_tag
+from hepbuild.registry.oras import go_json
+from hepbuild.registry.server import LocalRegistry, free_port, running_pid
+
+pytestmark = [pytest.mark.registry, pytest.mark.xdist_group("registry")]
+
+
+def _hepbuild(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hepbuild", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+
+
+def test_registry_daemon_start_is_idempotent_then_stops(tmp_path: Path) -> None:
+    folder = tmp_path / "reg"
+    port = str(free_port())
+    try:
+        first = _hepbuild("registry", "start", "--dir", str(folder), "--port", port)
+        assert first.returncode == 0, first.stderr
+        assert f"started at 127.0.0.1:{port}" in first.stdout
+        again = _hepbuild("registry", "start", "--dir", str(folder), "--port", port)
+        assert again.returncode == 0 and "already running" in again.stdout
+        status = json.loads(_hepbuild("registry", "status", "--dir", str(folder), "--json").stdout)
+        assert status["state"] == "running" and status["url"] == f"127.0.0.1:{port}"
+        assert status["pid"] == running_pid(folder)
+    finally:
+        stopped = _hepbuild("registry", "stop", "--dir", str(folder))
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    after = _hepbuild("registry", "status", "--dir", str(folder))
+    assert after.returncode == 1 and "not running" in after.stdout
+    assert running_pid(folder) is None
+
+
+def test_cli_push_of_an_oci_layout_prints_the_summary(
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    layout = make_oci_layout(tmp_path / "layout", tag="3.1")
+    dest = f"docker://{registry_http.url}/library/cli:3.1"
+    table = _hepbuild("push", "--insecure", f"oci:{layout}:3.1", dest)
+    assert table.returncode == 0, table.stderr
+    assert "REFERENCE" in table.stdout and "BYTES UPLOADED" in table.stdout
+    again = _hepbuild("push", "--insecure", "--json", f"oci:{layout}:3.1", dest)
+    result = json.loads(again.stdout)["result"]
+    assert result["bytes_uploaded"] == 0
+    assert result["media_type"] == media.OCI_INDEX
+    wrong = _hepbuild("push", "--insecure", f"oci:{layout}:nope", dest)
+    assert wrong.returncode == 2 and "no image tagged 'nope'" in wrong.stderr
+
+
+def test_referrers_tag_fallback_and_delete(registry_http: LocalRegistry) -> None:  # noqa: F811
+    repo = "library/refs"
+    with client_for_registry(registry_http) as client:
+        config, _ = client.push_blob(repo, b"{}")
+        subject = go_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": media.OCI_MANIFEST,
+                "config": Descriptor(media.SIF_CONFIG, config.digest, 2).to_json(),
+                "layers": [],
+            }
+        )
+        subject_digest = client.put_manifest(repo, "subject", subject, media.OCI_MANIFEST)
+        assert client.referrers(repo, subject_digest) == []
+
+        sbom = go_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": media.OCI_MANIFEST,
+                "artifactType": "application/vnd.example.sbom",
+                "config": Descriptor(media.SIF_CONFIG, config.digest, 2).to_json(),
+                "layers": [],
+                "subject": Descriptor(media.OCI_MANIFEST, subject_digest, len(subject)).to_json(),
+            }
+        )
+        sbom_digest = client.put_manifest(repo, "sbom", sbom, media.OCI_MANIFEST)
+        entry = Descriptor(
+            media.OCI_MANIFEST,
+            sbom_digest,
+            len(sbom),
+            artifact_type="application/vnd.example.sbom",
+        )
+        index = go_json(
+            {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [entry.to_json()]}
+        )
+        client.put_manifest(repo, referrers_tag(subject_digest), index, media.OCI_INDEX)
+        found = client.referrers(repo, subject_digest, "application/vnd.example.sbom")
+        assert [d.digest for d in found] == [entry.digest]
+        assert client.referrers(repo, subject_digest, "application/other") == []
+
+        client.delete_manifest(repo, subject_digest)
+        assert client.manifest_exists(repo, subject_digest) is None
