@@ -90,13 +90,16 @@ class Flattener:
                 entries.append((parts, info))
         return entries, whiteouts, opaques
 
+    # Whiteouts name paths lexically: a lower-layer symlink on the way is not followed (as in
+    # overlayfs, where an upper directory simply replaces a lower symlink).
+
     def _clear_lower_children(self, parts: list[str]) -> None:
-        node = self._lookup(parts)
+        node = self._node_at(parts)
         if node is not None and node.is_dir:
             node.children = {}
 
     def _remove(self, parts: list[str]) -> None:
-        parent = self._lookup(parts[:-1])
+        parent = self._node_at(parts[:-1])
         if parent is not None and parent.children is not None:
             parent.children.pop(parts[-1], None)
 
