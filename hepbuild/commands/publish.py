@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
                              "results file")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help=f"build results to publish (default: {RESULTS})")
+    parser.add_argument("--project-only", action="store_true",
+                        help="Harbor: only make sure the project exists (run before the first "
+                             "push of a pipeline)")
     parser.add_argument("--no-harbor", dest="harbor", action="store_false",
                         help="skip Harbor's project, label and scan steps")
     parser.add_argument("--max-severity", default=None, metavar="LEVEL",
@@ -71,6 +74,8 @@ def _utc_time(text: str) -> dt.datetime:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(Path.cwd(), profile=args.profile, env=os.environ)
+    if args.project_only:
+        return _ensure_project(args, config)
     store = open_store(config.profile.registry, os.environ)
     inputs = _inputs(args, config, store)
     cells = expand_matrix(config).cells
@@ -103,6 +108,22 @@ def _harbor(args: argparse.Namespace, config: Config) -> HarborSteps | None:
     host = registry.url.split("/", 1)[0]
     client = HarborClient.for_registry(registry, load_credentials(host, os.environ))
     return HarborSteps(client, max_severity=args.max_severity, scan_timeout=args.scan_timeout)
+
+
+def _ensure_project(args: argparse.Namespace, config: Config) -> int:
+    registry = config.profile.registry
+    steps = _harbor(args, config)
+    if steps is None or not registry.project:
+        raise UsageError(f"profile {config.profile.name!r} has no Harbor project",
+                         "--project-only needs a registry with kind: harbor and project:")
+    created = steps.client.ensure_project(registry.project, public=registry.public)
+    state = {"project": registry.project, "created": created, "public": registry.public}
+    if args.json:
+        output.emit_json(state)
+    else:
+        output.info(f"Harbor project {registry.project} "
+                    f"{'created' if created else 'exists already'}")
+    return 0
 
 
 def _show(args: argparse.Namespace, published: Published) -> None:

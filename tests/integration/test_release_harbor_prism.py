@@ -16,6 +16,7 @@ from registry_fixtures import registry_http  # noqa: F401
 
 from hepbuild import naming
 from hepbuild.build.results import BuiltImage
+from hepbuild.cli import main
 from hepbuild.config.model import Base, Cell, Config, Matrix, Profile, Recipe, Registry
 from hepbuild.errors import RegistryError
 from hepbuild.platforms import get_arch
@@ -224,3 +225,46 @@ def _push_image(client: RegistryClient, repo: str, tag: str, cell: Cell) -> Buil
     return BuiltImage(cell_id=cell.id, local_ref="", pushed_ref=None, digest=digest, size=5,
                       platform=cell.arch.platform, log="", seconds=0.0, test_status="passed",
                       content_key=None, base_digest=None, image_key=cell.image_key)
+
+
+HARBOR_MATRIX = """\
+version: 1
+arches: [x86_64]
+default_profile: prod
+bases:
+  el9:
+    family: yum
+    arches: [x86_64]
+    images:
+      x86_64: harbor.example/bases/el9:x86_64
+profiles:
+  prod:
+    registry:
+      name: harbor
+      url: harbor.example
+      kind: harbor
+      project: hep
+      public: true
+      api: {api}
+"""
+
+
+def test_publish_project_only_ensures_the_harbor_project(
+    prism_server: PrismServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "recipes" / "hep" / "demo").mkdir(parents=True)
+    (tmp_path / "recipes" / "hep" / "demo" / "recipe.yaml").write_text(
+        'name: demo\nversion: "1"\n')
+    (tmp_path / "matrix.yaml").write_text(HARBOR_MATRIX.format(api=prism_server.url))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HEPBUILD_REGISTRY_USER", ROBOT)
+    monkeypatch.setenv("HEPBUILD_REGISTRY_PASSWORD", SECRET)
+
+    code = main(["publish", "--project-only", "--json"])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    # Prism's HEAD /projects answers 200, so the project "exists already"
+    assert json.loads(captured.out) == {"created": False, "project": "hep", "public": True}
+    assert SECRET not in captured.err + captured.out
