@@ -23,6 +23,7 @@ TOOLS: tuple[tuple[str, bool, tuple[str, ...]], ...] = (
     ("unsquashfs", True, ("-version",)),
     ("tar2sqfs", False, ("--version",)),
     ("mmdebstrap", False, ("--version",)),
+    ("arch-test", False, ("-h",)),  # mmdebstrap needs it for foreign architectures
     ("docker-registry", False, ("--version",)),
     ("qemu-aarch64-static", True, ("--version",)),
     ("qemu-arm-static", False, ("--version",)),

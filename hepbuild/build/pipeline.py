@@ -8,8 +8,12 @@ and then the multi-arch lists; ``write_outputs`` makes each cell's OCI/SIF/sandb
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import shutil
+import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,27 +162,32 @@ def publish(buildah: Buildah, config: Config, jobs: Sequence[BuildJob],
 
 # --- outputs (OCI, SIF, sandbox) -----------------------------------------------------------
 
-_DESTINATIONS: dict[str, Callable[[Path, str], str]] = {
-    "oci": lambda d, name: f"oci:{d / (name + '.oci')}",
-    "sif": lambda d, name: f"sif:{d / (name + '.sif')}",
-    "sandbox": lambda d, name: f"sandbox:{d / (name + '.sandbox')}",
-}
+# The file (sif) or directory (oci layout, sandbox) each output kind becomes.
+_SUFFIXES: dict[str, str] = {"oci": ".oci", "sif": ".sif", "sandbox": ".sandbox"}
 
 
 def write_outputs(jobs: Sequence[BuildJob], images: Sequence[BuiltImage], layout: Layout,
-                  *, tls_verify: bool) -> dict[str, list[str]]:
+                  *, max_workers: int) -> tuple[dict[str, list[str]], list[HepbuildError]]:
+    """Each good cell's outputs into dist/<cell id>/; the errors come back, not raised."""
     convert = _converter()
     if convert is None:
         output.warn("image conversion (hepbuild.image.convert) is not available yet; "
                     "skipping the cells' oci/sif/sandbox outputs")
-        return {}
+        return {}, []
     by_id = {i.cell_id: i for i in images}
+    todo = [job for job in jobs if pushable(by_id[job.cell.id]) and job.cell.recipe.outputs]
     written: dict[str, list[str]] = {}
-    for job in jobs:
-        image = by_id[job.cell.id]
-        if pushable(image):
-            written[job.cell.id] = _outputs_for(convert, job, image, layout)
-    return written
+    errors: list[HepbuildError] = []
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        futures = {pool.submit(_outputs_for, convert, job, by_id[job.cell.id], layout): job
+                   for job in todo}
+        for future, job in futures.items():
+            try:
+                written[job.cell.id] = future.result()
+            except HepbuildError as exc:
+                output.warn(f"{job.cell.id}: output failed: {exc.message}")
+                errors.append(exc)
+    return written, errors
 
 
 def _outputs_for(convert: Callable[..., Any], job: BuildJob, image: BuiltImage,
@@ -187,10 +196,23 @@ def _outputs_for(convert: Callable[..., Any], job: BuildJob, image: BuiltImage,
     directory.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     for kind in job.cell.recipe.outputs:
-        dest = _DESTINATIONS[kind](directory, job.cell.recipe.name)
-        convert(f"containers-storage:{image.local_ref}", dest, arch=job.cell.arch.name)
-        files.append(dest)
+        final = directory / f"{job.cell.recipe.name}{_SUFFIXES[kind]}"
+        # convert() never writes into an existing output, so a rebuild converts to a fresh
+        # name and then swaps it in; a failed conversion leaves the previous output intact.
+        fresh = directory / f".{final.name}.new-{uuid.uuid4().hex[:8]}"
+        convert(f"containers-storage:{image.local_ref}", f"{kind}:{fresh}",
+                arch=job.cell.arch.name)
+        _replace(fresh, final)
+        files.append(str(final))
     return files
+
+
+def _replace(fresh: Path, final: Path) -> None:
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)
+    elif final.exists() or final.is_symlink():
+        final.unlink()
+    os.replace(fresh, final)
 
 
 def _converter() -> Callable[..., Any] | None:

@@ -27,6 +27,8 @@ def register(sub: Any) -> None:
                         help="push per-arch images and multi-arch lists (default: --push)")
     parser.add_argument("--no-test", dest="test", action="store_false",
                         help="do not run the recipes' test commands in the built images")
+    parser.add_argument("--outputs", action=argparse.BooleanOptionalAction, default=True,
+                        help="write each cell's outputs (oci, sif, sandbox) into dist/<cell>/")
     add_buildah_options(parser)
     parser.set_defaults(func=run)
 
@@ -53,13 +55,19 @@ def run(args: argparse.Namespace) -> int:
     if args.push:
         with output.section("push", "push per-arch images and multi-arch lists"):
             images, lists = pipeline.publish(buildah, config, jobs, images)
-    outputs = pipeline.write_outputs(jobs, images, layout, tls_verify=buildah.settings.tls_verify)
     junit = write_junit(images, layout.junit_path)
+    outputs, output_errors = {}, []
+    if args.outputs:
+        with output.section("outputs", "write oci/sif/sandbox outputs into dist/"):
+            outputs, output_errors = pipeline.write_outputs(jobs, images, layout,
+                                                            max_workers=args.jobs)
 
     _report(args, pipeline.BuildReport(images, lists, outputs, str(junit)))
     failure = pipeline.first_failure(images)
     if failure is not None:
         raise failure
+    if output_errors:
+        raise output_errors[0]
     return 0
 
 
@@ -70,6 +78,8 @@ def _report(args: argparse.Namespace, report: pipeline.BuildReport) -> None:
     output.print_table([_row(i) for i in report.images], SUMMARY_COLUMNS)
     for pushed in report.lists:
         print(f"list {pushed.ref}@{pushed.digest}: {', '.join(pushed.platforms)}")
+    for cell_id, files in sorted(report.outputs.items()):
+        print(f"outputs of {cell_id}: {', '.join(files)}")
     print(f"test report: {report.junit}")
 
 
