@@ -13,7 +13,7 @@ from hepbuild.release.history import VersionRow, read_history
 from hepbuild.release.store import open_store
 from hepbuild.release.targets import resolve_image
 
-COLUMNS = ("tag", "version", "built", "digest", "moving", "platforms", "records")
+COLUMNS = ("tag", "version", "built", "digest", "moving", "platforms", "records", "rollbacks")
 
 
 def register(sub: Any) -> None:
@@ -50,6 +50,7 @@ def _row(version: VersionRow) -> dict[str, str | None]:
         "moving": ", ".join(version.moving),
         "platforms": ", ".join(version.platforms),
         "records": records,
+        "rollbacks": ", ".join(f"{r.time} by {r.user}" for r in version.rollbacks) or None,
     }
 
 

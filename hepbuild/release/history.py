@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from hepbuild.errors import UsageError
 from hepbuild.naming import tag_safe
 from hepbuild.platforms import arch_names
-from hepbuild.release.records import BuildRecord, find_build_records
+from hepbuild.release.records import (
+    ROLLBACK_RECORD_TYPE,
+    BuildRecord,
+    find_build_records,
+    list_referrers,
+    read_referrer_payload,
+)
 from hepbuild.release.store import Manifest, ManifestStore
 
 _STAMP = r"\d{8}T\d{6}Z"
@@ -58,6 +64,13 @@ class RecordInfo:
 
 
 @dataclass(frozen=True)
+class RollbackInfo:
+    user: str
+    reason: str
+    time: str
+
+
+@dataclass(frozen=True)
 class VersionRow:
     tag: str
     version: str
@@ -66,6 +79,7 @@ class VersionRow:
     moving: tuple[str, ...]  # moving tags that point at the same manifest
     platforms: tuple[str, ...]
     records: tuple[RecordInfo, ...]
+    rollbacks: tuple[RollbackInfo, ...] = ()  # rollbacks that moved tags here
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,7 @@ def _row(
         moving=tuple(sorted(t for t, d in moving.items() if d == manifest.digest)),
         platforms=_platforms(manifest),
         records=_records(store, repository, manifest),
+        rollbacks=_rollbacks(store, repository, manifest),
     )
 
 
@@ -155,6 +170,17 @@ def _records(store: ManifestStore, repository: str, manifest: Manifest) -> tuple
     for digest in subjects:
         infos += [_info(r) for r in find_build_records(store, repository, digest)]
     return tuple(sorted(infos, key=lambda i: i.cell_id))
+
+
+def _rollbacks(
+    store: ManifestStore, repository: str, manifest: Manifest
+) -> tuple[RollbackInfo, ...]:
+    found = []
+    for descriptor in list_referrers(store, repository, manifest.digest, ROLLBACK_RECORD_TYPE):
+        entry = json.loads(read_referrer_payload(store, repository, descriptor))
+        found.append(RollbackInfo(str(entry.get("user", "?")), str(entry.get("reason", "")),
+                                  str(entry.get("time", ""))))
+    return tuple(sorted(found, key=lambda r: r.time))
 
 
 def _info(record: BuildRecord) -> RecordInfo:

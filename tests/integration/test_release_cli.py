@@ -103,7 +103,7 @@ def test_publish_history_rollback_commands(
     code, out, _ = _run(capsys, "history", "hep/clidemo-el9")
     lines = out.splitlines()
     assert lines[0].split() == ["TAG", "VERSION", "BUILT", "DIGEST", "MOVING", "PLATFORMS",
-                                "RECORDS"]
+                                "RECORDS", "ROLLBACKS"]
     assert lines[1].startswith("2.0-el9-20261202T090000Z  2.0      2026-12-02T09:00:00Z")
     assert "2.0-el9, el9-latest" in lines[1] and "2 (no git commit)" in lines[1]
 
@@ -112,6 +112,10 @@ def test_publish_history_rollback_commands(
     assert code == 0, err
     assert "rolled back hep/clidemo-el9" in err and "by carol" in err
     assert client.manifest_exists("hep/clidemo", "el9-latest") == published[0]["digest"]
+    code, out, _ = _run(capsys, "history", "hep/clidemo-el9", "--json")
+    after = json.loads(out)["versions"]
+    assert [(r["user"], r["reason"]) for r in after[1]["rollbacks"]] == [("carol", "broken ROOT")]
+    assert (after[0]["rollbacks"], after[1]["moving"]) == ([], ["2.0-el9", "el9-latest"])
 
     code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to", "9.9-el9")
     assert code == 2
