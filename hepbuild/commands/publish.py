@@ -21,6 +21,7 @@ from hepbuild.release.publish import (
     HarborSteps,
     Provenance,
     Published,
+    complete_images,
     inputs_from_registry,
     load_build_inputs,
     pair_cells,
@@ -77,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     if args.project_only:
         return _ensure_project(args, config)
     store = open_store(config.profile.registry, os.environ)
-    inputs = _inputs(args, config, store)
     cells = expand_matrix(config).cells
+    inputs = complete_images(store, config, cells, _inputs(args, config, store))
     when = args.time or dt.datetime.now(dt.timezone.utc)
     provenance = Provenance(current_user(os.environ), recipe_commit(config.root), when)
     harbor = _harbor(args, config) if args.harbor else None

@@ -118,6 +118,21 @@ def inputs_from_registry(
     return BuildInputs(images, {})
 
 
+def complete_images(
+    store: ManifestStore, config: Config, cells: Sequence[Cell], inputs: BuildInputs
+) -> BuildInputs:
+    """Add every arch of each named image that the inputs lack, read from the registry.
+
+    An arch that was not rebuilt this time keeps its per-arch image; an arch with none there
+    counts as failed, so a list never goes out without an arch the matrix has.
+    """
+    named = {i.cell_id for i in inputs.images}
+    keys = {c.image_key for c in cells if c.id in named}
+    lacking = [c for c in cells if c.image_key in keys and c.id not in named]
+    found = inputs_from_registry(store, config, lacking)
+    return BuildInputs(inputs.images + found.images, inputs.outputs)
+
+
 def pair_cells(
     cells: Sequence[Cell], inputs: BuildInputs
 ) -> dict[str, list[tuple[Cell, BuiltImage]]]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_fixtures import registry_http  # noqa: F401
+from registry_fixtures import ROBOT_SECRET, ROBOT_USER, registry_http, registry_tls  # noqa: F401
 
 from hepbuild.cli import main
 from hepbuild.registry.client import RegistryClient
@@ -138,3 +138,43 @@ def test_publish_with_a_failed_arch_exits_nonzero_and_moves_nothing(
     assert code == 7
     assert "hep/clifail-el9-arm64 (arm64): failed - test step failed" in err
     assert client.list_tags("hep/clifail") == ["1.0-el9-x86_64"]
+
+    _results(root, {"hep/clifail-el9-x86_64": good})  # arm64 not in the results at all
+    code, _, err = _run(capsys, "publish")
+    assert code == 7
+    assert "hep/clifail-el9-arm64 (arm64): failed - 1.0-el9-arm64 is not in the registry" in err
+    assert client.list_tags("hep/clifail") == ["1.0-el9-x86_64"]
+
+
+def test_publish_and_rollback_with_a_robot_over_tls(
+    registry_tls: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = _project(tmp_path, registry_tls.url, "tlsdemo", "1.0")
+    matrix = (root / "matrix.yaml").read_text().replace(
+        "      insecure: true\n", f"      ca_file: {registry_tls.ca_file}\n")
+    (root / "matrix.yaml").write_text(matrix)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("HEPBUILD_REGISTRY_USER", ROBOT_USER)
+    monkeypatch.setenv("HEPBUILD_REGISTRY_PASSWORD", ROBOT_SECRET)
+    from hepbuild.registry.auth import Credentials
+
+    client = RegistryClient(registry_tls.url, ca_file=str(registry_tls.ca_file),
+                            credentials=Credentials(ROBOT_USER, ROBOT_SECRET))
+    _push(client, "hep/tlsdemo", "1.0-el9-x86_64", b"tls", "amd64")
+
+    code, out, err = _run(capsys, "publish", "hep/tlsdemo-el9-x86_64")
+    assert code == 7  # the matrix also has arm64, and no arm64 image is in the registry
+    assert "hep/tlsdemo-el9-arm64 (arm64): failed - 1.0-el9-arm64 is not in the registry" in err
+
+    _push(client, "hep/tlsdemo", "1.0-el9-arm64", b"tls-arm", "arm64")
+    code, out, err = _run(capsys, "publish", "hep/tlsdemo-el9-x86_64", "--json",
+                          "--time", "2026-12-01T00:00:00Z")
+    assert code == 0, err
+    release = json.loads(out)["releases"][0]
+    assert release["platforms"] == ["linux/amd64", "linux/arm64/v8"]
+    dated = release["dated_tag"]
+    code, out, err = _run(capsys, "rollback", "hep/tlsdemo-el9", "--to", dated, "--json")
+    assert code == 0, err
+    assert {m["tag"] for m in json.loads(out)["moves"]} == {"1.0-el9", "el9-latest"}
+    assert ROBOT_SECRET not in out + err
