@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def _push(client: RegistryClient, repo: str, tag: str, content: bytes, arch: str
     return client.put_manifest(repo, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
 
 
-def _results(root: Path, digests: dict[str, str | None]) -> None:
+def _results(root: Path, digests: Mapping[str, str | None]) -> None:
     images = [{"cell_id": cell, "status": "built" if d else "failed", "digest": d,
                "platform": "linux/amd64" if "x86_64" in cell else "linux/arm64/v8",
                "error": None if d else "test step failed", "image_key": cell.rsplit("-", 1)[0]}
