@@ -18,11 +18,11 @@ import shlex
 import shutil
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -37,6 +37,7 @@ DOCKERFILE_TEMPLATE = "Dockerfile.j2"
 DEFINITION_TEMPLATE = "apptainer.def.j2"
 KEY_LABEL = "org.hepbuild.content-key"
 _SPACES = re.compile(r"\s+")
+T = TypeVar("T")
 
 
 class Texts(NamedTuple):
@@ -105,7 +106,8 @@ def _render(config: Config, cell: Cell, base_digest: str | None) -> _Result:
     if cell.recipe.dockerfile is not None:
         texts, templates = _render_dockerfile_recipe(cell, image, labels), ()
     else:
-        texts, templates = _render_templates(config, cell, image, labels), _template_names(config)
+        texts = _render_templates(config, cell, image, labels)
+        templates = _template_names(config, cell.base.family)
     key = _content_key(cell.recipe, texts, base_digest)
     labels = {**labels, KEY_LABEL: key}
     return _Result(_with_key(texts, cell, key), image, key, labels, templates)
@@ -122,6 +124,15 @@ def pin_digest(image: str, digest: str | None) -> str:
 
 
 def _labels(config: Config, cell: Cell) -> dict[str, str]:
+    """Every label but the content key, sorted by name (the key is added last)."""
+    shared = _per_recipe(f"labels:{cell.base.name}", cell.recipe,
+                         lambda recipe: _shared_labels(config, cell))
+    merged = {**shared, "org.hepbuild.cell": cell.id}
+    return {k: merged[k] for k in sorted(merged)}
+
+
+def _shared_labels(config: Config, cell: Cell) -> dict[str, str]:
+    """The labels all arches of a recipe x base share, whitespace folded to one line."""
     recipe = cell.recipe
     ours = {
         "org.opencontainers.image.title": recipe.id,
@@ -131,12 +142,11 @@ def _labels(config: Config, cell: Cell) -> dict[str, str]:
         "org.opencontainers.image.source": config.matrix.source or "",
         "org.hepbuild.recipe": recipe.id,
         "org.hepbuild.version": __version__,
-        "org.hepbuild.cell": cell.id,
         # SL5/SL6 glibc calls vsyscall; hosts need vsyscall=emulate to run these images
         "org.hepbuild.needs-vsyscall": "true" if cell.base.needs_vsyscall else "",
     }
     merged = {**recipe.labels, **{k: v for k, v in ours.items() if v}}
-    return {k: _SPACES.sub(" ", merged[k]).strip() for k in sorted(merged)}
+    return {k: _SPACES.sub(" ", v).strip() for k, v in merged.items()}
 
 
 def _with_key(texts: Texts, cell: Cell, key: str) -> Texts:
@@ -155,24 +165,52 @@ def _with_key(texts: Texts, cell: Cell, key: str) -> Texts:
 
 def _render_templates(config: Config, cell: Cell, image: str, labels: dict[str, str]) -> Texts:
     env = _environment(template_dir(config))
-    context = {**_recipe_context(cell.recipe), **_cell_context(cell, image, labels)}
+    context = {**_recipe_context(cell.recipe), **_base_context(env, cell),
+               "cell_id": cell.id, "base_image": image,
+               "labels_docker": [f"{k}={docker_quote(v)}" for k, v in labels.items()],
+               "labels_def": [f"{k} {v}" for k, v in labels.items()]}
     return Texts(_run(env, DOCKERFILE_TEMPLATE, context, cell),
                  _run(env, DEFINITION_TEMPLATE, context, cell))
 
 
-def _cell_context(cell: Cell, image: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "cell_id": cell.id, "base_image": image, "family": cell.base.family,
-        "packages": list(cell.recipe.packages.for_family(cell.base.family)),
-        "fixups": list(cell.base.repo_fixups),
-        "labels": [{"key": k, "value": v, "docker": f"{k}={docker_quote(v)}"}
-                   for k, v in labels.items()],
-    }
+def _base_context(env: SandboxedEnvironment, cell: Cell) -> dict[str, Any]:
+    """What a recipe x base shares across arches: packages, fix-ups, install commands."""
+    def build(recipe: Recipe) -> dict[str, Any]:
+        packages = recipe.packages.for_family(cell.base.family)
+        install = _install_lines(env, cell, packages) if packages else []
+        return {"family": cell.base.family, "packages": list(packages),
+                "fixups": list(cell.base.repo_fixups),
+                "install": list(cell.base.repo_fixups) + install}
+
+    return _per_recipe(f"base:{cell.base.name}:{id(env)}", cell.recipe, build)
+
+
+def _install_lines(env: SandboxedEnvironment, cell: Cell, packages: tuple[str, ...]) -> list[str]:
+    """The family partial's install commands; one render per family and package list."""
+    key = (id(env), cell.base.family, packages)
+    lines = _INSTALL_CACHE.get(key)
+    if lines is None:
+        name = f"partials/{cell.base.family}.j2"
+        try:
+            module: Any = env.get_template(name).module
+            text = str(module.install(list(packages)))
+        except jinja2.TemplateNotFound:
+            raise RenderError(f"cell {cell.id}: template {name} not found",
+                              f"add {name} to the template directory") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{_template_line(exc)}: {exc} (rendering {cell.id})",
+                              "fix the family partial") from None
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        _INSTALL_CACHE[key] = lines
+    return lines
+
+
+_INSTALL_CACHE: dict[tuple[int, str, tuple[str, ...]], list[str]] = {}
 
 
 def _run(env: SandboxedEnvironment, name: str, context: dict[str, Any], cell: Cell) -> str:
     try:
-        return env.get_template(name).render(context)
+        return _template(env, name).render(context)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"cell {cell.id}: template {exc.name} not found",
                           f"looked in {env.loader.searchpath if env.loader else '?'}") from None  # type: ignore[attr-defined]
@@ -192,19 +230,42 @@ def _template_line(exc: BaseException) -> str:
 
 
 def template_dir(config: Config) -> Path:
-    if config.matrix.templates is not None:
-        return config.matrix.templates
-    local = config.root / "templates"
+    """matrix.yaml's `templates:`, else the project's templates/, else hepbuild's own."""
+    return _template_dir(config.root, config.matrix.templates)
+
+
+@cache
+def _template_dir(root: Path, configured: Path | None) -> Path:
+    if configured is not None:
+        return configured
+    local = root / "templates"
     return local if (local / DOCKERFILE_TEMPLATE).is_file() else DEFAULT_TEMPLATES
 
 
-def _template_names(config: Config) -> tuple[str, ...]:
-    directory = template_dir(config)
-    files = sorted(p for p in directory.rglob("*.j2") if p.is_file())
+def _template_names(config: Config, family: str) -> tuple[str, ...]:
+    """The templates a cell of ``family`` renders, relative to the project root."""
+    return _template_names_in(config.root, template_dir(config), family)
+
+
+@cache
+def _template_names_in(root: Path, directory: Path, family: str) -> tuple[str, ...]:
+    used = (DOCKERFILE_TEMPLATE, DEFINITION_TEMPLATE, f"partials/{family}.j2")
     try:
-        return tuple(str(p.relative_to(config.root)) for p in files)
-    except ValueError:
-        return tuple(str(Path("templates") / p.relative_to(directory)) for p in files)
+        prefix = directory.relative_to(root)
+    except ValueError:  # hepbuild's own templates, outside the project
+        prefix = Path("templates")
+    return tuple(str(prefix / name) for name in used)
+
+
+_TEMPLATES: dict[tuple[int, str], jinja2.Template] = {}
+
+
+def _template(env: SandboxedEnvironment, name: str) -> jinja2.Template:
+    """Compiled once per environment: templates are not reloaded during a run."""
+    key = (id(env), name)
+    if key not in _TEMPLATES:
+        _TEMPLATES[key] = env.get_template(name)
+    return _TEMPLATES[key]
 
 
 @cache
@@ -216,7 +277,6 @@ def _environment(directory: Path) -> SandboxedEnvironment:
     )
     env.filters["shell_quote"] = shlex.quote
     env.filters["docker_quote"] = docker_quote
-    env.filters["lines"] = lambda text: [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     env.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False)
     return env
 
@@ -226,34 +286,43 @@ def _environment(directory: Path) -> SandboxedEnvironment:
 
 # Recipes hold dicts, so they are not hashable: cache by identity, keeping the recipe alive
 # so that its id cannot be reused by another object while the entry exists.
-_RECIPE_CACHE: dict[int, tuple[Recipe, dict[str, Any]]] = {}
-_RECIPE_CACHE_SIZE = 4096
+_PER_RECIPE: dict[tuple[str, int], tuple[Recipe, Any]] = {}
+_PER_RECIPE_SIZE = 8192
+
+
+def _per_recipe(kind: str, recipe: Recipe, build: Callable[[Recipe], T]) -> T:
+    hit = _PER_RECIPE.get((kind, id(recipe)))
+    if hit is not None and hit[0] is recipe:
+        return hit[1]  # type: ignore[no-any-return]
+    if len(_PER_RECIPE) >= _PER_RECIPE_SIZE:
+        _PER_RECIPE.clear()
+    value = build(recipe)
+    _PER_RECIPE[(kind, id(recipe))] = (recipe, value)
+    return value
 
 
 def _recipe_context(recipe: Recipe) -> dict[str, Any]:
-    hit = _RECIPE_CACHE.get(id(recipe))
-    if hit is not None and hit[0] is recipe:
-        return hit[1]
-    if len(_RECIPE_CACHE) >= _RECIPE_CACHE_SIZE:
-        _RECIPE_CACHE.clear()
-    context = _build_recipe_context(recipe)
-    _RECIPE_CACHE[id(recipe)] = (recipe, context)
-    return context
+    return _per_recipe("context", recipe, _build_recipe_context)
 
 
 def _build_recipe_context(recipe: Recipe) -> dict[str, Any]:
     return {
         "hepbuild_version": __version__, "recipe_id": recipe.id,
-        "env": [{"docker": f"{k}={docker_quote(v)}", "shell": f"{k}={shlex.quote(v)}"}
-                for k, v in sorted(recipe.env.items())],
+        "env_docker": [f"{k}={docker_quote(v)}" for k, v in sorted(recipe.env.items())],
+        "env_shell": [f"{k}={shlex.quote(v)}" for k, v in sorted(recipe.env.items())],
         "files": [{"src": _context_name(f.src), "dest": f.dest} for f in recipe.files],
         "workdir": recipe.workdir,
+        "workdir_quoted": shlex.quote(recipe.workdir) if recipe.workdir else None,
         "steps": [_step(s) for s in recipe.steps],
-        "entrypoint": list(recipe.entrypoint) if recipe.entrypoint else None,
-        "cmd": list(recipe.cmd) if recipe.cmd else None,
+        "entrypoint": _json(recipe.entrypoint), "cmd": _json(recipe.cmd),
         "runscript": runscript_lines(recipe.entrypoint, recipe.cmd),
         "test": recipe.test.splitlines() if recipe.test else None,
     }
+
+
+def _json(words: tuple[str, ...] | None) -> str | None:
+    """The exec form Docker reads for ENTRYPOINT and CMD."""
+    return json.dumps(list(words), ensure_ascii=False) if words else None
 
 
 def _step(text: str) -> dict[str, list[str]]:
@@ -312,6 +381,10 @@ def _render_dockerfile_recipe(cell: Cell, image: str, labels: dict[str, str]) ->
 
 def _context_entries(recipe: Recipe) -> list[tuple[str, Path]]:
     """(name in context/, source path) for every file of the recipe, sorted by name."""
+    return _per_recipe("entries", recipe, _list_context)
+
+
+def _list_context(recipe: Recipe) -> list[tuple[str, Path]]:
     if recipe.dockerfile is not None:
         return _tree_entries(recipe.directory, "")
     entries: list[tuple[str, Path]] = []
@@ -334,9 +407,14 @@ def _tree_entries(top: Path, prefix: str) -> list[tuple[str, Path]]:
 
 
 def _context_digest(recipe: Recipe) -> str:
+    """Hashed once per loaded recipe: a Config is a snapshot, load again to see edits."""
+    return _per_recipe("digest", recipe, _hash_context)
+
+
+def _hash_context(recipe: Recipe) -> str:
     parts = []
     for name, path in _context_entries(recipe):
-        info = path.stat()
+        info = os.stat(path)
         parts.append(f"{name}\0{info.st_mode & 0o7777:o}\0"
                      f"{_file_digest(path, info.st_mtime_ns, info.st_size)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -102,6 +102,7 @@ def test_template_error_names_template_line(project: Path,
     templates = project / "my-templates"
     write(templates / "Dockerfile.j2", "FROM {{ base_image }}\nRUN echo {{ no_such_value }}\n")
     write(templates / "apptainer.def.j2", "From: {{ base_image }}\n")
+    write(templates / "partials/apt.j2", "{% macro install(packages) %}apt-get{% endmacro %}\n")
     replace(project / "matrix.yaml", "version: 1", "version: 1\ntemplates: my-templates")
     code, err = run_cli(project, capsys, "render", "--out", str(project / "out"))
     assert code == 4

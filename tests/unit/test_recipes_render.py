@@ -63,7 +63,7 @@ def test_render_cell_writes_cell_directory(project: Path, tmp_path: Path) -> Non
     assert (rendered.context_dir / "files/greeting").read_text() == "hello from hepbuild\n"
     assert rendered.base_image == "registry.example.org/debian:12-arm64"
     assert rendered.templates == ("templates/Dockerfile.j2", "templates/apptainer.def.j2",
-                                  "templates/partials/apt.j2", "templates/partials/yum.j2")
+                                  "templates/partials/apt.j2")
     assert rendered.labels[KEY_LABEL] == rendered.content_key
     assert rendered.labels["org.hepbuild.cell"] == "demo/hello-debian12-arm64"
     assert "org.opencontainers.image.created" not in rendered.labels
