@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hepbuild.errors import UsageError
+from hepbuild.output import warn
 from hepbuild.release.history import TagScheme, read_history
 from hepbuild.release.records import ROLLBACK_RECORD_TYPE, append_jsonl, attach_referrer
 from hepbuild.release.store import Manifest, ManifestStore
@@ -84,12 +85,15 @@ def _sif_target(store: ManifestStore, request: RollbackRequest) -> Manifest | No
     if not request.sif_repository:
         return None
     target = store.find_manifest(request.sif_repository, request.to_tag)
-    if target is None and store.list_tags(request.sif_repository):
+    if target is not None:
+        return target
+    if store.list_tags(request.sif_repository):
         raise UsageError(
             f"{request.image}: the SIF repository has no {request.to_tag!r}; nothing was moved",
             "roll back to a version published with its SIF (see hepbuild history)",
         )
-    return target
+    warn(f"{request.sif_repository} holds no SIF versions; only the OCI tags move")
+    return None
 
 
 def _plan_moves(
