@@ -237,3 +237,21 @@ def _config(registry: Registry, cell: Cell) -> Config:
     matrix = Matrix(path=Path("matrix.yaml"), arches=(cell.arch,), bases={"el9": cell.base},
                     profiles={"local": profile}, default_profile="local")
     return Config(root=Path("."), matrix=matrix, recipes=(cell.recipe,), profile=profile)
+
+
+def test_rollback_refuses_when_the_sif_of_that_version_is_missing(
+    store: RegistryStore, tmp_path: Path
+) -> None:
+    registry = _registry(store)
+    cells = make_cells("rollsif", "1.0", ("x86_64",))
+    image = push_arch_image(store.client, registry, cells[0], b"oci-only")
+    release = publish_image(store, [(cells[0], image)], T1, registry=registry)
+    other = make_cells("rollsif", "0.9", ("x86_64",), sif=True)[0]
+    push_arch_sif(store.client, registry, other, b"an older SIF")  # hep/rollsif-sif:0.9-el9-...
+    request = RollbackRequest(image="hep/rollsif-el9", repository="hep/rollsif",
+                              sif_repository="hep/rollsif-sif", scheme=TagScheme("el9"),
+                              to_tag=release.dated_tag, user="dave", reason="")
+
+    with pytest.raises(UsageError, match="the SIF repository has no"):
+        rollback(store, request, T3, tmp_path)
+    assert store.list_tags("hep/rollsif-sif") == ["0.9-el9-x86_64"]
