@@ -103,8 +103,9 @@ def content_key_of(config: Config, cell: Cell, base_digest: str | None = None) -
 def _render(config: Config, cell: Cell, base_digest: str | None) -> _Result:
     image = pin_digest(base_image(config, cell), base_digest)
     labels = _labels(config, cell)
+    templates: tuple[str, ...] = ()
     if cell.recipe.dockerfile is not None:
-        texts, templates = _render_dockerfile_recipe(cell, image, labels), ()
+        texts, image = _render_dockerfile_recipe(cell, image, labels)
     else:
         texts = _render_templates(config, cell, image, labels)
         templates = _template_names(config, cell.base.family)
@@ -325,9 +326,11 @@ def _json(words: tuple[str, ...] | None) -> str | None:
     return json.dumps(list(words), ensure_ascii=False) if words else None
 
 
-def _step(text: str) -> dict[str, list[str]]:
+def _step(text: str) -> dict[str, Any]:
     lines = text.rstrip("\n").splitlines()
-    return {"lines": lines, "quoted": [single_quote(line) for line in lines]}
+    # A one-line step ending in a backslash would swallow the next Dockerfile line.
+    single = len(lines) == 1 and not lines[0].rstrip().endswith("\\")
+    return {"lines": lines, "quoted": [single_quote(line) for line in lines], "single": single}
 
 
 def single_quote(text: str) -> str:
@@ -361,7 +364,9 @@ def runscript_lines(entrypoint: tuple[str, ...] | None, cmd: tuple[str, ...] | N
 # --- plain Dockerfile recipes -----------------------------------------------------------------
 
 
-def _render_dockerfile_recipe(cell: Cell, image: str, labels: dict[str, str]) -> Texts:
+def _render_dockerfile_recipe(cell: Cell, image: str,
+                              labels: dict[str, str]) -> tuple[Texts, str]:
+    """The Dockerfile as is (BASE_IMAGE set, labels added), its definition and its FROM."""
     from hepbuild import dockerfile  # a late import: only Dockerfile recipes need the parser
 
     assert cell.recipe.dockerfile is not None
@@ -373,7 +378,7 @@ def _render_dockerfile_recipe(cell: Cell, image: str, labels: dict[str, str]) ->
     label_lines = " \\\n      ".join(f"{k}={docker_quote(v)}" for k, v in labels.items())
     docker = f"{header}{dockerfile.with_base_arg(source, image).rstrip()}\nLABEL {label_lines}\n"
     definition = dockerfile.to_definition(parsed, labels, header=header)
-    return Texts(docker, definition)
+    return Texts(docker, definition), parsed.from_image
 
 
 # --- context and content key --------------------------------------------------------------------

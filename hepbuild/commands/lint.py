@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
 from hepbuild.cells import expand_matrix
@@ -20,6 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _lint(args)
+    except ConfigError as exc:
+        if not args.json:
+            raise  # cli.py prints every problem with its file:line and hint
+        emit_json({"problems": [asdict(p) for p in exc.problems], "ok": False})
+        return exc.exit_code
+
+
+def _lint(args: argparse.Namespace) -> int:
     root = Path.cwd()
     config = load_config(root, args.profile)  # raises ConfigError with every problem found
     profiles = [args.profile] if args.profile else sorted(config.matrix.profiles)
@@ -36,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     if args.json:
-        emit_json({"problems": [], "profiles": profiles, "cells_rendered": total})
+        emit_json({"problems": [], "ok": True, "profiles": profiles, "cells_rendered": total})
     else:
         info(f"lint: no problems ({total} cells rendered across profiles {', '.join(profiles)})")
     return 0

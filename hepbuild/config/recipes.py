@@ -118,7 +118,7 @@ def _build_recipe(doc: Document, directory: Path, matrix: Matrix | None,
         bases=_bases(doc, matrix, problems), arches=_arches(doc, problems),
         packages=Packages(common=tuple(packages.get("common", [])),
                           yum=tuple(packages.get("yum", [])), apt=tuple(packages.get("apt", []))),
-        env={k: _text(v) for k, v in data.get("env", {}).items()},
+        env=_env(doc, problems),
         labels={k: _text(v) for k, v in data.get("labels", {}).items()},
         files=_files(doc, directory, problems),
         steps=tuple(data.get("steps", [])), test=data.get("test"),
@@ -127,6 +127,16 @@ def _build_recipe(doc: Document, directory: Path, matrix: Matrix | None,
         entrypoint=_command(data.get("entrypoint")), cmd=_command(data.get("cmd")),
         dockerfile=_dockerfile(doc, directory, problems),
     )
+
+
+def _env(doc: Document, problems: list[Problem]) -> dict[str, str]:
+    env = {k: _text(v) for k, v in doc.data.get("env", {}).items()}
+    for key, value in env.items():
+        if "\n" in value or "\0" in value:
+            problems.append(doc.problem(("env", key), f"env {key} contains a newline or NUL",
+                                        "Dockerfile ENV and %environment take one line; "
+                                        "use a file under files: for longer text"))
+    return env
 
 
 def _text(value: Any) -> str:

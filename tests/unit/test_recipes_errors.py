@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -160,3 +161,14 @@ def test_heredoc_in_dockerfile_recipe(project: Path, capsys: pytest.CaptureFixtu
     code, err = run_cli(project, capsys, "lint")
     assert code == 3
     assert "recipes/demo/plain/Dockerfile:2: RUN with a heredoc is not supported" in err
+
+
+def test_lint_json_lists_problems(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / HELLO, "GREETING: hello world", 'GREETING: "two\\nlines"')
+    assert main(["-C", str(project), "lint", "--json"]) == 3
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["ok"] is False
+    assert payload["problems"] == [{
+        "file": HELLO, "line": 11, "message": "env GREETING contains a newline or NUL",
+        "hint": "Dockerfile ENV and %environment take one line; use a file under files: for "
+                "longer text"}]

@@ -13,7 +13,7 @@ from hepbuild import render
 from hepbuild.cells import expand_matrix, select_cells
 from hepbuild.config.load import load_config
 from hepbuild.config.model import Cell, Config
-from hepbuild.dockerfile import parse
+from hepbuild.dockerfile import instructions, parse
 from hepbuild.render import KEY_LABEL, render_cell, render_texts
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -172,3 +172,36 @@ def test_dockerfile_and_definition_mean_the_same(profile: str) -> None:
                 assert section(derived, name) == section(texts.definition, name), (cell.id, name)
         if parsed.files:
             assert section(derived, "files") == section(texts.definition, "files"), cell.id
+
+
+STEP = """steps:
+  - |
+    for word in 'a b' "c'd"; do
+        printf '[%s]\\n' "$word" >> OUT
+    done
+    # a comment line in the middle of a step
+    echo "$GREETING" >> OUT
+  - echo single >> OUT
+"""
+
+
+def test_multi_line_steps_run_the_same_in_both_formats(project: Path, tmp_path: Path) -> None:
+    recipe = project / "recipes/demo/hello/recipe.yaml"
+    text = recipe.read_text()
+    steps = text[text.index("steps:"): text.index("test:")]
+    recipe.write_text(text.replace(steps, STEP))
+    config = load_config(project)
+    texts = render_texts(config, cell_of(config, "demo/hello-debian12-x86_64"))
+    docker_out, def_out = tmp_path / "docker", tmp_path / "def"
+    env = {"PATH": "/usr/bin:/bin", "GREETING": "hello world"}
+    runs = [i.text for i in instructions(texts.dockerfile) if i.keyword == "RUN"][1:]
+    for command in runs:  # as Docker runs shell-form RUN: /bin/sh -c <joined line>
+        subprocess.run(["/bin/sh", "-c", command.replace("OUT", str(docker_out))], env=env,
+                       check=True)
+    post = section(texts.definition, "post")
+    steps_only = post[post.index("for word"):]
+    subprocess.run(["/bin/sh", "-ec", steps_only.replace("OUT", str(def_out))], env=env,
+                   check=True)
+    expected = "[a b]\n[c'd]\nhello world\nsingle\n"
+    assert docker_out.read_text() == expected
+    assert def_out.read_text() == expected
