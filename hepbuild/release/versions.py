@@ -89,7 +89,9 @@ def publish_image(
 
     dated = naming.dated_tag(cell, when)
     for plan in plans:
-        _push_dated(client, plan, dated)
+        _check_dated_free(client, plan, dated)
+    for plan in plans:
+        client.put_manifest(plan.repository, dated, plan.data, plan.media_type)
     for plan in plans:
         for tag in moving_tags(cell):
             client.put_manifest(plan.repository, tag, plan.data, plan.media_type)
@@ -186,7 +188,7 @@ def _platform_of(cell: Cell) -> dict[str, str]:
     return entry
 
 
-def _push_dated(client: ManifestStore, plan: ListPlan, tag: str) -> None:
+def _check_dated_free(client: ManifestStore, plan: ListPlan, tag: str) -> None:
     # A dated tag is immutable: rewriting it with the same bytes (a retried job) is fine,
     # with anything else it is not.
     existing = client.find_manifest(plan.repository, tag)
@@ -195,4 +197,3 @@ def _push_dated(client: ManifestStore, plan: ListPlan, tag: str) -> None:
             f"{plan.repository}:{tag} already exists with {existing.digest}; dated tags never move",
             "publish again later (a new time stamp), or roll back to that tag",
         )
-    client.put_manifest(plan.repository, tag, plan.data, plan.media_type)

@@ -15,7 +15,7 @@ from registry_fixtures import registry_http  # noqa: F401
 from hepbuild import naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Base, Cell, Config, Matrix, Profile, Recipe, Registry
-from hepbuild.errors import UsageError
+from hepbuild.errors import RegistryError, UsageError
 from hepbuild.platforms import get_arch
 from hepbuild.registry.client import RegistryClient
 from hepbuild.registry.media import OCI_MANIFEST, SIF_CONFIG, SIF_LAYER
@@ -124,6 +124,13 @@ def test_publish_pushes_dated_then_moving_tags(store: RegistryStore) -> None:
     assert [(m["platform"]["architecture"], m["digest"]) for m in index["manifests"]] == [
         ("arm64", pairs[1][1].digest), ("amd64", pairs[0][1].digest)]
     assert index["manifests"][0]["platform"]["variant"] == "v8"
+
+    assert publish_image(store, pairs, T1, registry=registry) == release  # a retried job
+    rebuilt = [(c, push_arch_image(store.client, registry, c, b"new" + c.id.encode()))
+               for c in cells]
+    with pytest.raises(RegistryError, match="dated tags never move"):
+        publish_image(store, rebuilt, T1, registry=registry)
+    assert _digest(store, repo, "el9-latest") == release.digest
 
 
 def test_a_failed_arch_moves_nothing(store: RegistryStore) -> None:
