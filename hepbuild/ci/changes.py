@@ -120,7 +120,7 @@ def read_tree(repo: git.Repo, sha: str, dest: Path, prefixes: tuple[str, ...]) -
 
 def _blobs_under(tree: git.Tree, prefixes: tuple[str, ...]) -> Iterator[git.Blob]:
     for item in tree.traverse():
-        if item.type != "blob":
+        if not isinstance(item, git.Blob):
             continue
         path = PurePosixPath(item.path)
         if any(str(path) == p or path.is_relative_to(p) for p in prefixes):

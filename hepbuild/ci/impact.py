@@ -105,8 +105,8 @@ def _template_name(entry: str, templates_dir: str) -> str:
 def matrix_changes(old: Snapshot | None, new: Snapshot) -> dict[str, str]:
     """Cells whose matrix.yaml entries differ between the two revisions."""
     if old is None:
-        reason = "matrix.yaml is new or did not load at the diff base"
-        return {cell.id: reason for cell in new.cells}
+        everything = "matrix.yaml is new or did not load at the diff base"
+        return {cell.id: everything for cell in new.cells}
     changes: dict[str, str] = {}
     old_ids = {cell.id for cell in old.cells}
     profile_reason = _global_change(old.config, new.config)

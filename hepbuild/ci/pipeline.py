@@ -49,13 +49,15 @@ def child_pipeline(plan: Plan, snapshot: Snapshot, options: PipelineOptions) -> 
     if not builds:
         return _noop_pipeline(plan, options)
     cells = {cell.id: cell for cell in snapshot.cells}
+    by_id = {planned.cell_id: planned for planned in builds}
     doc: dict[str, Any] = {
         "stages": [BUILD_STAGE, IMAGES_STAGE] if options.publish else [BUILD_STAGE],
         "variables": _variables(options),
     }
     for planned in builds:
         cell = cells[planned.cell_id]
-        doc[planned.cell_id] = _cell_job(planned, cell, snapshot.config.matrix, options)
+        selection = _selection(planned, by_id, options)
+        doc[planned.cell_id] = _cell_job(planned, cell, selection, snapshot.config.matrix, options)
     if options.publish:
         for image, members in _by_image(builds).items():
             _refuse_name_clash(doc, image)
@@ -72,15 +74,32 @@ def _variables(options: PipelineOptions) -> dict[str, str]:
     }
 
 
+def _selection(
+    planned: PlannedCell, by_id: dict[str, PlannedCell], options: PipelineOptions
+) -> list[str]:
+    """The cells one job builds: itself, plus, when nothing is pushed, its rebuilt ancestors.
+
+    Without a push a child cannot pull its new parent from the registry, so a merge request
+    job builds the parent chain itself (buildah tags the parent locally for the child).
+    """
+    chain = [planned.cell_id]
+    parent = planned.parent
+    while parent and not options.publish:
+        chain.insert(0, parent)
+        parent = by_id[parent].parent if parent in by_id else None
+    return chain
+
+
 def _cell_job(
-    planned: PlannedCell, cell: Cell, matrix: Matrix, options: PipelineOptions
+    planned: PlannedCell, cell: Cell, selection: list[str], matrix: Matrix,
+    options: PipelineOptions,
 ) -> dict[str, Any]:
     tags, native = runner_for(matrix, cell.arch)
     job: dict[str, Any] = {
         "stage": BUILD_STAGE,
         "needs": [{"job": planned.parent, "artifacts": False}] if planned.parent else [],
         "variables": {"HEPBUILD_CELL": cell.id, "HEPBUILD_EMULATED": "false" if native else "true"},
-        "script": [f"$HEPBUILD_BUILD_CMD --select {_quote(cell.id)} $HEPBUILD_BUILD_ARGS"],
+        "script": [f"$HEPBUILD_BUILD_CMD {_selects(selection)} $HEPBUILD_BUILD_ARGS"],
         "artifacts": _artifacts(options),
         "interruptible": True,
         "timeout": options.timeout,
@@ -159,6 +178,10 @@ def _noop_pipeline(plan: Plan, options: PipelineOptions) -> dict[str, Any]:
             "timeout": "5m",
         },
     }
+
+
+def _selects(cell_ids: list[str]) -> str:
+    return " ".join(f"--select {_quote(cell_id)}" for cell_id in cell_ids)
 
 
 def _quote(text: str) -> str:

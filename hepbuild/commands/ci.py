@@ -150,8 +150,9 @@ def _report(plan: Plan, document: dict[str, Any], *, as_json: bool) -> None:
     if plan.cells:
         print_table([_cell_row(c) for c in plan.cells], SUMMARY_COLUMNS)
     builds = len(plan.builds)
+    steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in plan.steps.items())
     print(f"{builds} to build, {len(plan.cells) - builds} skipped; publish: {publish}; "
-          f"child pipeline: {output}")
+          f"child pipeline: {output}; steps: {steps}")
 
 
 def run_assemble(args: argparse.Namespace) -> int:

@@ -167,9 +167,15 @@ def test_template_change_plans_every_cell_that_renders_it(project: git.Repo) -> 
     before = project.head.commit.hexsha
     commit_all(project, "template")
     plan, _ = plan_for(root_of(project), {"CI_COMMIT_BEFORE_SHA": before})
-    # The Dockerfile recipe renders no template; every templated cell does.
+    # Only the yum-family (el9) cells render the yum partial; the Dockerfile recipe none.
+    assert built(plan) == ["site/base-el9-x86_64", "site/child-el9-x86_64"]
+    assert plan.cells[0].reason == "template templates/partials/yum.j2 changed"
+
+
+def test_a_shared_template_plans_every_templated_cell(project: git.Repo) -> None:
+    before = edit(project, "templates/Dockerfile.j2", "\n", "\n{# planner test #}\n")
+    plan, _ = plan_for(root_of(project), {"CI_COMMIT_BEFORE_SHA": before})
     assert built(plan) == [c for c in ALL_CELLS if not c.startswith("exp/plain")]
-    assert {c.reason for c in plan.cells} == {"template templates/partials/yum.j2 changed"}
 
 
 def test_base_change_in_matrix_plans_that_base_only(project: git.Repo) -> None:

@@ -14,7 +14,7 @@ from hepbuild.ci.impact import parent_cell_id
 from hepbuild.ci.plan import Plan, PlannedCell
 from hepbuild.ci.project import Snapshot
 from hepbuild.config.model import Runner
-from tests.unit.test_ci_impact import make_config, snapshot
+from tests.unit.test_ci_impact import make_base, make_config, make_recipe, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNERS = {
@@ -113,6 +113,19 @@ def test_merge_requests_push_nothing_and_assemble_no_lists() -> None:
     assert doc["variables"]["HEPBUILD_BUILD_ARGS"] == "--no-push"
     assert doc["stages"] == ["build"]
     assert all(j["stage"] == "build" for j in jobs(doc).values())
+
+
+def test_merge_request_job_builds_its_rebuilt_parent_chain_itself() -> None:
+    recipes = (make_recipe("a/one"), make_recipe("a/two", "a/one"), make_recipe("a/three", "a/two"))
+    snap = snapshot(make_config(bases=(make_base("deb", arches=("x86_64",)),), recipes=recipes))
+    plan = planned_cells(snap, skipped=("a/one-deb-x86_64",))
+    mr = pipeline.child_pipeline(plan, snap, pipeline.PipelineOptions(False, "local"))
+    assert mr["a/three-deb-x86_64"]["script"] == [
+        "$HEPBUILD_BUILD_CMD --select 'a/two-deb-x86_64' --select 'a/three-deb-x86_64'"
+        " $HEPBUILD_BUILD_ARGS"]
+    pushed = pipeline.child_pipeline(plan, snap, pipeline.PipelineOptions(True, "local"))
+    assert pushed["a/three-deb-x86_64"]["script"] == [
+        "$HEPBUILD_BUILD_CMD --select 'a/three-deb-x86_64' $HEPBUILD_BUILD_ARGS"]
 
 
 def test_default_branch_pushes() -> None:
