@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -99,6 +101,29 @@ class UploadStats:
     blobs_skipped: int = 0
     blobs_mounted: int = 0
     retries: int = 0
+
+
+class _BackgroundHasher:
+    """sha256 in a worker thread (hashlib drops the GIL), so hashing overlaps the download.
+    The queue is bounded, which bounds memory to a few blocks."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._hash.update(block)
+
+    def update(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def finish(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return "sha256:" + self._hash.hexdigest()
 
 
 class _UploadLost(Exception):
@@ -431,7 +456,7 @@ class RegistryClient:
         response = self._request("GET", f"/v2/{repo}/blobs/{digest}", _pull(repo), stream=True)
         if response.status_code != 200:
             raise self._fail(response, f"cannot download blob {digest} from {repo}")
-        hasher = hashlib.sha256()
+        hasher = _BackgroundHasher()
         size = 0
         try:
             with open(tmp, "wb") as fh:
@@ -442,7 +467,9 @@ class RegistryClient:
         except TRANSIENT_ERRORS:
             tmp.unlink(missing_ok=True)
             raise RegistryError(f"the download of {digest} from {self.host} broke off") from None
-        if "sha256:" + hasher.hexdigest() != digest:
+        finally:
+            got = hasher.finish()
+        if got != digest:
             tmp.unlink(missing_ok=True)
             raise RegistryError(
                 f"blob {digest} from {self.host}/{repo} has the wrong content",

@@ -9,16 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_fixtures import (  # noqa: F401
-    ROBOT_SECRET,
-    ROBOT_USER,
-    make_sif,
-    registry_tls,
-    registry_token,
-)
+from registry_fixtures import ROBOT_SECRET, ROBOT_USER, USERS, make_sif
 
 from hepbuild import tools
 from hepbuild.registry.auth import Credentials, authfile_for
@@ -28,9 +23,17 @@ pytestmark = [pytest.mark.registry, pytest.mark.xdist_group("registry")]
 FORBIDDEN = [ROBOT_SECRET, base64.b64encode(f"{ROBOT_USER}:{ROBOT_SECRET}".encode()).decode()]
 
 
-@pytest.fixture(params=["registry_tls", "registry_token"])
-def registry(request: pytest.FixtureRequest) -> LocalRegistry:
-    return request.getfixturevalue(request.param)
+@pytest.fixture(params=["tls-htpasswd", "token"])
+def registry(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LocalRegistry]:
+    """A private registry started with the argv log on, so htpasswd and openssl are scanned too."""
+    argv_log = tmp_path_factory.mktemp("argv") / "argv.log"
+    monkeypatch.setenv("HEPBUILD_ARGV_LOG", str(argv_log))
+    with LocalRegistry(tmp_path_factory.mktemp("reg"), mode=request.param, users=USERS) as reg:
+        yield reg
 
 
 def _hepbuild(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -48,7 +51,7 @@ def test_robot_push_pull_and_skopeo_leak_no_secret(
 ) -> None:
     secret_file = tmp_path / "robot-secret"
     secret_file.write_text(ROBOT_SECRET + "\n")
-    argv_log = tmp_path / "argv.log"
+    argv_log = Path(os.environ["HEPBUILD_ARGV_LOG"])  # already holds the registry's set-up
     env = {
         "HEPBUILD_REGISTRY_USER": ROBOT_USER,
         "HEPBUILD_REGISTRY_PASSWORD_FILE": str(secret_file),
@@ -76,7 +79,10 @@ def test_robot_push_pull_and_skopeo_leak_no_secret(
         "pull output": pulled.stdout + pulled.stderr,
         "registry log": registry.log_path.read_text(),
     }
-    assert argv_log.read_text().strip(), "the argv log recorded nothing; the scan would be empty"
+    tools_seen = {Path(json.loads(line)[0]).name for line in texts["argv log"].splitlines()}
+    assert {"openssl", "skopeo"} <= tools_seen  # the scan covered real spawns
+    if registry.mode == "tls-htpasswd":
+        assert "htpasswd" in tools_seen
     for name, text in texts.items():
         for secret in FORBIDDEN:
             assert secret not in text, f"secret found in {name}"
