@@ -106,9 +106,12 @@ def _failed(job: BuildJob, log_path: Path, start: float, exc: BuildError) -> Bui
 
 
 def skipped_child(job: BuildJob, parent_id: str, logs_dir: Path) -> BuiltImage:
+    log_path = log_path_for(job.cell.id, logs_dir)
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path.write_text(f"not built: parent cell {parent_id} did not build\n", encoding="utf-8")
+    output.warn(f"{job.cell.id}: skipped, parent {parent_id} did not build")
     return BuiltImage(
-        job.cell.id, job.local_ref, None, None, None, job.cell.arch.platform,
-        str(log_path_for(job.cell.id, logs_dir)), 0.0, "skipped", job.content_key,
-        job.base_digest, status="skipped", error=f"parent {parent_id} did not build",
-        image_key=job.cell.image_key,
+        job.cell.id, job.local_ref, None, None, None, job.cell.arch.platform, str(log_path),
+        0.0, "skipped", job.content_key, job.base_digest, status="skipped",
+        error=f"parent {parent_id} did not build", image_key=job.cell.image_key,
     )

@@ -13,7 +13,7 @@ from dataclasses import replace
 from hepbuild import output
 from hepbuild.build.buildah import Buildah
 from hepbuild.build.results import BuiltImage, PushedList
-from hepbuild.platforms import Arch, parse_platform, platform_matches
+from hepbuild.platforms import Arch
 
 
 def pushable(image: BuiltImage) -> bool:
@@ -77,16 +77,3 @@ def _push_one_list(buildah: Buildah, key: str, ref: str, members: Sequence[Built
     platforms = tuple(sorted(i.platform for i in members))
     output.info(f"pushed list {ref}@{digest} ({', '.join(platforms)})")
     return PushedList(key, ref, digest, platforms, missing)
-
-
-def list_has_platforms(index: Mapping[str, object], wanted: Sequence[str]) -> bool:
-    """True when an image index (``skopeo inspect --raw``) has an entry for every platform."""
-    entries = index.get("manifests") or []
-    have = [parse_platform(_platform_text(e)) for e in entries]  # type: ignore[union-attr]
-    return all(any(platform_matches(parse_platform(w), h) for h in have) for w in wanted)
-
-
-def _platform_text(entry: object) -> str:
-    plat = entry.get("platform", {})  # type: ignore[attr-defined]
-    text = f"{plat.get('os', 'linux')}/{plat.get('architecture', '')}"
-    return f"{text}/{plat['variant']}" if plat.get("variant") else text
