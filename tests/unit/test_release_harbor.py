@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -110,9 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-@pytest.fixture()
-def harbor_like() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+@contextmanager
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -120,6 +121,12 @@ def harbor_like() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture()
+def harbor_like() -> Iterator[str]:
+    with _serve(_Handler) as root:
+        yield root
 
 
 class _Robot:
@@ -146,3 +153,33 @@ def test_refused_credentials_raise_auth_error_without_the_secret(harbor_like: st
         client.ensure_label("new", 1)  # not found on any page -> POST /labels -> 401
     assert "pw-$ecret-1" not in caught.value.render()
     assert redact("login pw-$ecret-1") == "login ***"
+
+
+def _scan_handler(running_reads: int) -> type[_Handler]:
+    """An artifact whose scan is Running for the first reads, then Success."""
+    seen = {"reads": 0}
+
+    class ScanHandler(_Handler):
+        def do_GET(self) -> None:  # noqa: N802
+            seen["reads"] += 1
+            status = "Running" if seen["reads"] <= running_reads else "Success"
+            self.send_response(200)
+            self._json({"digest": "sha256:x", "scan_overview": {V11: _report("Low", status)},
+                        "reads": seen["reads"]})
+
+    return ScanHandler
+
+
+def test_wait_for_scan_polls_until_the_scan_ends() -> None:
+    with _serve(_scan_handler(running_reads=2)) as root:
+        client = HarborClient(root, _Robot())
+        summary = client.wait_for_scan("hep", "a/b", "sha256:x", timeout=5, interval=0.01)
+        assert summary is not None and summary.status == "Success"
+        assert client.artifact("hep", "a/b", "sha256:x")["reads"] == 4  # 2 Running, 1 Success
+
+
+def test_wait_for_scan_gives_up_after_the_timeout() -> None:
+    with _serve(_scan_handler(running_reads=10**6)) as root:
+        client = HarborClient(root, _Robot())
+        with pytest.raises(RegistryError, match=r"within 0 s \(last status: Running\)"):
+            client.wait_for_scan("hep", "a/b", "sha256:x", timeout=0.001, interval=0.01)
