@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 import git
 
 from hepbuild.errors import UsageError
+from hepbuild.output import warn
 
 _ZERO_SHA = "0" * 40
 
@@ -47,8 +48,12 @@ def resolve_base(repo: git.Repo, env: Mapping[str, str], since: str | None) -> D
         return DiffBase(None, "scheduled pipeline: every cell")
     for var in ("CI_MERGE_REQUEST_DIFF_BASE_SHA", "CI_COMMIT_BEFORE_SHA"):
         value = env.get(var, "")
-        if value and value != _ZERO_SHA and _has_commit(repo, value):
+        if not value or value == _ZERO_SHA:
+            continue
+        if _has_commit(repo, value):
             return DiffBase(_commit_sha(repo, value, var), f"{var}={value[:12]}")
+        warn(f"{var}={value[:12]} is not in this clone (shallow? set GIT_DEPTH: 0); "
+             "looking for another diff base")
     default = env.get("CI_DEFAULT_BRANCH")
     if default:
         merge_base = _merge_base_with(repo, default)

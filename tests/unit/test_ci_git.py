@@ -257,6 +257,15 @@ def test_new_branch_falls_back_to_the_merge_base(project: git.Repo) -> None:
     assert built(plan) == ["exp/tool-deb12-arm64", "exp/tool-deb12-x86_64"]
 
 
+def test_missing_merge_request_base_warns_and_plans_every_cell(
+    project: git.Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan, _ = plan_for(root_of(project), {"CI_MERGE_REQUEST_DIFF_BASE_SHA": "ab" * 20})
+    assert built(plan) == ALL_CELLS
+    assert "CI_MERGE_REQUEST_DIFF_BASE_SHA=abababababab is not in this clone" in (
+        capsys.readouterr().err)
+
+
 def test_uncommitted_edits_count_with_worktree(project: git.Repo) -> None:
     (root_of(project) / "recipes/exp/plain/Dockerfile").write_text("FROM example.org/x\n")
     plan, _ = plan_for(root_of(project), {}, since="HEAD", include_worktree=True)
