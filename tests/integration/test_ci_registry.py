@@ -141,3 +141,17 @@ def test_assemble_writes_a_list_of_every_arch_in_the_registry(
     platforms = sorted((m["platform"]["architecture"], m["platform"].get("variant"))
                        for m in stored.json()["manifests"])
     assert platforms == [("amd64", None), ("arm64", "v8")]
+
+
+def test_assemble_command_and_unknown_image(
+    published_project: tuple[git.Repo, RegistryClient], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(Path(str(published_project[0].working_tree_dir)))
+    assert main(["ci", "assemble", "exp/tool-deb12", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ref"].endswith("/exp/tool:2.0-deb12")
+    assert sorted(e["cell_id"] for e in result["entries"]) == [
+        "exp/tool-deb12-arm64", "exp/tool-deb12-x86_64"]
+    assert main(["ci", "assemble", "exp/nothing-deb12"]) == 2
+    assert "no cell of the matrix belongs to image 'exp/nothing-deb12'" in capsys.readouterr().err

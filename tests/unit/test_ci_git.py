@@ -311,3 +311,31 @@ def test_cli_unknown_since_ref_is_a_clear_error(
     assert main(["ci", "plan", "--since", "no-such-branch"]) == 2
     err = capsys.readouterr().err
     assert "--since: 'no-such-branch' is not a commit" in err and "Traceback" not in err
+
+
+def test_ci_images_names_whole_images_of_built_cells(
+    project: git.Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = edit(project, "recipes/site/child/recipe.yaml", '["true"]', '["true", "true"]')
+    monkeypatch.chdir(root_of(project))
+    assert main(["ci", "plan", "--since", before, "--plan-file", "plan.json"]) == 0
+    capsys.readouterr()
+    assert main(["ci", "images", "plan.json"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["site/child-deb12", "site/child-el9"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "no plan at"),
+    ("{not json", "plan.json:1: not a JSON plan"),
+    ('{"cells": 3}', "has no list of cells"),
+])
+def test_ci_images_rejects_a_bad_plan_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    text: str | None, message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    if text is not None:
+        (tmp_path / "plan.json").write_text(text)
+    assert main(["ci", "images", "plan.json"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
