@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hepbuild import output
 from hepbuild.errors import UsageError
+from hepbuild.image.convert import convert
+from hepbuild.image.transports import parse_ref
+from hepbuild.registry.auth import authfile_for, load_credentials
 from hepbuild.registry.client import MiB, RegistryClient
 from hepbuild.registry.connect import client_for
 from hepbuild.registry.oras import push_sif, push_sif_set
@@ -17,17 +23,20 @@ from hepbuild.registry.result import PushResult
 from hepbuild.registry.sifmeta import is_sif
 
 COLUMNS = ("reference", "digest", "size", "bytes uploaded")
+PUSH_TAG = "push"
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "push",
         help="push an OCI layout (docker://) or SIF files (oras://) to a registry",
-        description="SRC is oci:DIR[:TAG] or a SIF file (sif:FILE). Several SIFs for different "
+        description="SRC is oci:DIR[:TAG], a SIF file (sif:FILE), or any other source of "
+        "`hepbuild convert` (docker://, oci-archive:, docker-archive:, containers-storage:, "
+        "sandbox:), converted to a temporary OCI layout first. Several SIFs for different "
         "architectures get per-arch tags TAG-ARCH plus an OCI index under TAG.",
     )
     add_tls_arguments(parser)
-    parser.add_argument("sources", nargs="+", metavar="SRC", help="oci:DIR[:TAG] or FILE.sif")
+    parser.add_argument("sources", nargs="+", metavar="SRC", help="oci:DIR[:TAG], FILE.sif, …")
     parser.add_argument("destination", metavar="DST", help="docker://HOST/REPO:TAG or oras://…")
     parser.add_argument("--arch", help="the SIF's architecture (checked against the file)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -89,10 +98,35 @@ def push_sources(
         return push_sif_set(client, paths, ref)
     if len(sources) != 1:
         raise UsageError("give one OCI source, or only SIF files")
-    layout, tag = _oci_source(sources[0])
     if ref.transport != "docker":
         raise UsageError("OCI images are pushed with docker://", f"use docker://{ref}")
-    return push_image_layout(client, layout, ref, tag)
+    if sources[0].startswith("oci:"):
+        layout, tag = _oci_source(sources[0])
+        return push_image_layout(client, layout, ref, tag)
+    # --insecure also covers a docker:// source: a local registry copied to another repo.
+    with _converted_layout(sources[0], arch, tls_verify=not client.insecure) as (layout, tag):
+        return push_image_layout(client, layout, ref, tag)
+
+
+@contextmanager
+def _converted_layout(
+    source: str, arch: str | None, *, tls_verify: bool
+) -> Iterator[tuple[Path, str]]:
+    """Any other transport of `hepbuild convert` goes through a temporary OCI layout."""
+    image_ref = parse_ref(source)  # raises a UsageError naming the valid transports
+    with tempfile.TemporaryDirectory(prefix="hepbuild-push-") as tmp:
+        layout = Path(tmp) / "layout"
+        host = image_ref.location.split("/", 1)[0] if image_ref.transport == "docker" else None
+        credentials = load_credentials(host) if host else None
+        with authfile_for(host or "", credentials) as authfile:
+            convert(
+                source,
+                f"oci:{layout}:{PUSH_TAG}",
+                arch=arch,
+                authfile=authfile if credentials else None,
+                tls_verify=tls_verify,
+            )
+        yield layout, PUSH_TAG
 
 
 def _sif_path(source: str) -> Path | None:
@@ -106,13 +140,7 @@ def _sif_path(source: str) -> Path | None:
 
 
 def _oci_source(source: str) -> tuple[Path, str | None]:
-    transport, sep, rest = source.partition(":")
-    if not sep or transport != "oci":
-        raise UsageError(
-            f"push cannot read {source!r} directly",
-            "push reads oci:DIR[:TAG] and SIF files; convert other sources first with "
-            "`hepbuild convert SRC oci:DIR`",
-        )
+    rest = source[len("oci:") :]
     folder, sep, tag = rest.rpartition(":")
     if sep and "/" not in tag and Path(folder).is_dir():
         return Path(folder), tag

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,33 @@ def test_referrers_tag_fallback_and_delete(registry_http: LocalRegistry) -> None
 
         client.delete_manifest(repo, subject_digest)
         assert client.manifest_exists(repo, subject_digest) is None
+
+
+def test_cli_push_converts_other_transports_first(
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    sandbox = tmp_path / "rootfs"
+    (sandbox / "etc").mkdir(parents=True)
+    (sandbox / "etc" / "hello").write_text("from a sandbox\n")
+    first = f"docker://{registry_http.url}/library/from-sandbox:1"
+    pushed = _hepbuild("push", "--insecure", "--json", f"sandbox:{sandbox}", first)
+    assert pushed.returncode == 0, pushed.stderr
+    digest = json.loads(pushed.stdout)["result"]["digest"]
+
+    # A docker:// source is fetched by skopeo (through `hepbuild convert`) and pushed again.
+    second = f"docker://{registry_http.url}/library/copied:1"
+    copied = _hepbuild("push", "--insecure", "--json", first, second)
+    assert copied.returncode == 0, copied.stderr
+
+    with client_for_registry(registry_http) as client:
+        manifest = client.get_manifest("library/from-sandbox", "1").json()
+        layer = manifest["layers"][0]
+        out = tmp_path / "layer"
+        client.get_blob("library/from-sandbox", layer["digest"], out)
+        copy = client.get_manifest("library/copied", "1").json()
+    assert digest.startswith("sha256:")
+    assert copy["layers"][0]["digest"] == layer["digest"]
+    with tarfile.open(out) as tar:
+        member = tar.extractfile("etc/hello")
+        assert member is not None and member.read() == b"from a sandbox\n"
