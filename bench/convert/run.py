@@ -72,7 +72,7 @@ def diff_layer(base: Path, full: Path, out: Path) -> None:
 
 def gzip_blob(layout: Path, plain: Path) -> dict:
     packed = plain.with_suffix(".tar.gz")
-    with open(plain, "rb") as src, gzip.open(packed, "wb", compresslevel=6, mtime=0) as gz:
+    with open(plain, "rb") as src, gzip.GzipFile(packed, "wb", 6, mtime=0) as gz:
         shutil.copyfileobj(src, gz, 1 << 20)
     digest = "sha256:" + _sha256(packed)
     target = layout / "blobs" / "sha256" / digest.split(":")[1]
@@ -128,6 +128,7 @@ print(own, kids)
 
 
 def ours(src: str, dst: str) -> tuple[float, int, int]:
+    os.sync()  # earlier steps' dirty pages must not be written back on this step's clock
     start = time.perf_counter()
     result = tools.run([sys.executable, "-c", OURS, src, dst], quiet=True,
                        env={"PYTHONPATH": str(REPO)})
@@ -137,6 +138,7 @@ def ours(src: str, dst: str) -> tuple[float, int, int]:
 
 
 def timed(*commands: list[str]) -> float:
+    os.sync()
     start = time.perf_counter()
     for argv in commands:
         tools.run(argv, quiet=True)
