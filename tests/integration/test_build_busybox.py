@@ -28,9 +28,10 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "build" / "project"
 FOREIGN_DEBS = Path("/tmp/bb")  # where the machine set-up leaves busybox-static:arm64
 
 
-def _hepbuild(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _hepbuild(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hepbuild", *args], cwd=project,
-                          capture_output=True, text=True, timeout=600, env=os.environ.copy())
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
 
 
 def _make_project(root: Path, registry: str, group: str) -> Path:
@@ -95,9 +96,14 @@ def test_busybox_bases_are_built_once_then_reused(project: Path, bases: list[dic
 
 def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: list) -> None:
     group = next((project / "recipes").iterdir()).name
-    proc = _hepbuild(project, "build", "--jobs", "2", "--json",
-                     "--select", f"{group}/parent", "--select", f"{group}/child")
+    argv_log = project / "argv.jsonl"
+    auth = project / "auth.json"
+    auth.write_text('{"auths": {}}')
+    proc = _hepbuild(project, "build", "--jobs", "2", "--json", "--authfile", str(auth),
+                     "--select", f"{group}/parent", "--select", f"{group}/child",
+                     HEPBUILD_ARGV_LOG=str(argv_log))
     report = _json(proc)
+    _assert_buildah_calls(argv_log, auth)
 
     images = {i["cell_id"]: i for i in report["images"]}
     assert sorted(images) == sorted(f"{group}/{r}-bb-{a}" for r in ("parent", "child")
@@ -126,6 +132,20 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
 
     junit = ET.parse(project / "build" / "reports" / "junit.xml").getroot().find("testsuite")
     assert junit is not None and (junit.get("tests"), junit.get("failures")) == ("4", "0")
+
+
+def _assert_buildah_calls(argv_log: Path, auth: Path) -> None:
+    """Credentials only as --authfile; arm64 builds say --arch arm64 --variant v8."""
+    calls = [json.loads(line) for line in argv_log.read_text().splitlines()]
+    buildah = [c for c in calls if Path(c[0]).name == "buildah"]
+    assert not any(a.startswith("--creds") for c in calls for a in c)
+    pushes = [c for c in buildah if "push" in c]
+    assert len(pushes) == 4 + 2  # four images, two lists
+    assert all(c[c.index("--authfile") + 1] == str(auth) and "--digestfile" in c for c in pushes)
+    builds = [c for c in buildah if "build" in c]
+    arm = [c for c in builds if c[c.index("--arch") + 1] == "arm64"]
+    assert len(arm) == 2 and all(c[c.index("--variant") + 1] == "v8" for c in arm)
+    assert all(c[c.index("--isolation") + 1] in ("chroot", "oci") for c in builds)
 
 
 def test_a_failing_step_names_the_cell_and_the_step(project: Path, bases: list) -> None:
