@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 
 import requests
 
+from hepbuild import output
 from hepbuild.errors import AuthError, RegistryError
 from hepbuild.registry import media
 from hepbuild.registry.auth import Challenge, Credentials, parse_challenge
@@ -124,6 +125,10 @@ class _BackgroundHasher:
         self._queue.put(None)
         self._thread.join()
         return "sha256:" + self._hash.hexdigest()
+
+
+class RegistryUnreachable(RegistryError):
+    """The connection failed (refused, dropped, timed out) after the allowed retries."""
 
 
 class _UploadLost(Exception):
@@ -248,12 +253,12 @@ class RegistryClient:
                 )
             except TRANSIENT_ERRORS as exc:
                 if not retry or attempt >= self.retries:
-                    raise RegistryError(
+                    raise RegistryUnreachable(
                         f"cannot reach {self.host}: {method} {_path(url)} failed: "
                         f"{type(exc).__name__}",
                         _reach_hint(self),
                     ) from None
-                attempt = self._pause(attempt)
+                attempt = self._pause(attempt, f"{method} {_path(url)}: {type(exc).__name__}")
                 continue
             if response.status_code == 401 and auth_rounds < 2:
                 auth_rounds += 1
@@ -262,13 +267,16 @@ class RegistryClient:
                 continue
             if response.status_code in TRANSIENT_STATUS and retry and attempt < self.retries:
                 response.close()
-                attempt = self._pause(attempt)
+                reason = f"{method} {_path(url)} answered {response.status_code}"
+                attempt = self._pause(attempt, reason)
                 continue
             return response
 
-    def _pause(self, attempt: int) -> int:
+    def _pause(self, attempt: int, reason: str) -> int:
         self.stats.retries += 1
-        time.sleep(min(4.0, self.backoff * (2**attempt)))
+        delay = min(4.0, self.backoff * (2**attempt))
+        output.warn(f"{self.host}: {reason}; retrying in {delay:.1f} s")
+        time.sleep(delay)
         return attempt + 1
 
     def _authorization(self, scopes: Sequence[str]) -> str | None:
@@ -502,15 +510,18 @@ class RegistryClient:
         descriptor = Descriptor(media.OCTET_STREAM, digest, size)
         if self.blob_exists(repo, digest):
             self.stats.blobs_skipped += 1
+            _report_blob(repo, descriptor, "already there")
             return descriptor, 0
         location = None
         if mount_from and mount_from != repo:
             mounted, location = self._try_mount(repo, digest, mount_from)
             if mounted:
                 self.stats.blobs_mounted += 1
+                _report_blob(repo, descriptor, f"mounted from {mount_from}")
                 return descriptor, 0
         sent = self._upload(repo, source, digest, size, location)
         self.stats.blobs_uploaded += 1
+        _report_blob(repo, descriptor, "uploaded")
         return descriptor, sent
 
     def _try_mount(self, repo: str, digest: str, source_repo: str) -> tuple[bool, str | None]:
@@ -579,7 +590,7 @@ class RegistryClient:
                 headers={"Content-Type": media.OCTET_STREAM},
                 retry=False,
             )
-        except RegistryError:
+        except RegistryUnreachable:
             return False, location, max(MIN_CHUNK, size // 2)
         if response.status_code == 201:
             self._check_stored(response, digest)
@@ -601,7 +612,7 @@ class RegistryClient:
             response = self._request(
                 "PATCH", state.location, scopes, headers=headers, data=data, retry=False
             )
-        except RegistryError:
+        except RegistryUnreachable:
             self._recover(scopes, state)
             return 0
         status = response.status_code
@@ -655,13 +666,13 @@ class RegistryClient:
                 f"the upload to {self.host} kept failing ({state.failures} attempts)",
                 _reach_hint(self),
             )
-        self._pause(state.failures - 1)
+        self._pause(state.failures - 1, "the upload was interrupted")
         self._query_status(scopes, state)
 
     def _query_status(self, scopes: Sequence[str], state: _ChunkState) -> None:
         try:
             response = self._request("GET", state.location, scopes)
-        except RegistryError:
+        except RegistryUnreachable:
             return  # still unreachable; the next attempt will try again
         if response.status_code in (400, 404):
             raise _UploadLost()
@@ -685,7 +696,7 @@ class RegistryClient:
                     headers={"Content-Length": "0"},
                     retry=False,
                 )
-            except RegistryError:
+            except RegistryUnreachable:
                 self._recover(scopes, state)
                 continue
             if response.status_code == 201:
@@ -712,6 +723,11 @@ class _ChunkState:
     chunk: int
     stale: int = 0
     failures: int = 0
+
+
+def _report_blob(repo: str, descriptor: Descriptor, what: str) -> None:
+    size = output.human_size(descriptor.size)
+    output.info(f"  {repo}: blob {output.short_digest(descriptor.digest)} ({size}) {what}")
 
 
 def _halve(size: int) -> int:
