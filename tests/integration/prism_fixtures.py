@@ -41,11 +41,11 @@ def _wait_listening(url: str, proc: subprocess.Popen[bytes], deadline: float) ->
         if proc.poll() is not None:
             pytest.fail(f"prism exited early with code {proc.returncode}")
         try:
-            requests.head(url + "/projects", params={"project_name": "probe"}, timeout=1)
+            requests.head(url + "/projects", params={"project_name": "probe"}, timeout=5)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still loading
             time.sleep(0.2)
-    pytest.fail("prism did not start listening within 60 s")
+    pytest.fail("prism did not answer within 90 s")
 
 
 @dataclass
@@ -76,7 +76,7 @@ def prism_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_listening(url, proc, time.monotonic() + 60)
+        _wait_listening(url, proc, time.monotonic() + 90)
         yield PrismServer(url=url, log=log)
     finally:
         proc.terminate()
