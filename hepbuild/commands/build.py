@@ -11,8 +11,8 @@ from hepbuild import output
 from hepbuild.build import pipeline
 from hepbuild.build.junit import write_junit
 from hepbuild.build.options import add_buildah_options, make_buildah
-from hepbuild.build.results import BuiltImage
-from hepbuild.errors import UsageError
+from hepbuild.build.results import BuiltImage, PushedList
+from hepbuild.errors import HepbuildError, UsageError
 
 SUMMARY_COLUMNS = ["cell", "status", "test", "reference", "digest", "size", "time"]
 
@@ -51,12 +51,13 @@ def run(args: argparse.Namespace) -> int:
     with output.section("build", f"build with --jobs {args.jobs}", collapsed=False):
         images = pipeline.run_jobs(buildah, jobs, layout, max_workers=args.jobs,
                                    run_tests=args.test)
-    lists = []
+    lists: list[PushedList] = []
     if args.push:
         with output.section("push", "push per-arch images and multi-arch lists"):
             images, lists = pipeline.publish(buildah, config, jobs, images)
     junit = write_junit(images, layout.junit_path)
-    outputs, output_errors = {}, []
+    outputs: dict[str, list[str]] = {}
+    output_errors: list[HepbuildError] = []
     if args.outputs:
         with output.section("outputs", "write oci/sif/sandbox outputs into dist/"):
             outputs, output_errors = pipeline.write_outputs(jobs, images, layout,
