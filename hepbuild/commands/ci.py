@@ -17,7 +17,7 @@ from hepbuild.errors import UsageError
 from hepbuild.output import emit_json, print_table, section, short_digest, warn
 
 DEFAULT_OUTPUT = "build/child-pipeline.yml"
-SUMMARY_COLUMNS = ("cell", "action", "reason", "ref", "seconds")
+SUMMARY_COLUMNS = ("cell", "action", "reason", "ref", "key", "seconds")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -148,7 +148,8 @@ def _report(plan: Plan, document: dict[str, Any], *, as_json: bool) -> None:
     publish, output = document["publish"], document["output"]
     print(f"diff: {plan.why}; {len(plan.changed)} changed file(s)")
     if plan.cells:
-        print_table([_cell_row(c) for c in plan.cells], SUMMARY_COLUMNS)
+        rows = [_cell_row(c) | {"key": short_digest(c.content_key)} for c in plan.cells]
+        print_table(rows, SUMMARY_COLUMNS)
     builds = len(plan.builds)
     steps = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in plan.steps.items())
     print(f"{builds} to build, {len(plan.cells) - builds} skipped; publish: {publish}; "
