@@ -193,3 +193,29 @@ def test_skopeo_reads_what_we_pushed_through_an_auth_file(
     assert not authfile.exists()
     assert "sha256:" + hashlib.sha256(raw).hexdigest() == pushed.digest
     assert json.loads(raw)["mediaType"] == media.OCI_INDEX
+
+
+@pytest.mark.parametrize("setup", ["registry_tls", "registry_token"])
+def test_auth_registries_refuse_anonymous_and_wrong_users(
+    setup: str, request: pytest.FixtureRequest
+) -> None:
+    from hepbuild.errors import AuthError
+    from hepbuild.registry.client import RegistryClient
+
+    registry: LocalRegistry = request.getfixturevalue(setup)
+    tokens_before = registry.tokens_issued
+    with (
+        RegistryClient(registry.url, ca_file=str(registry.ca_file)) as anonymous,
+        pytest.raises(AuthError, match="needs credentials"),
+    ):
+        anonymous.list_tags("library/anything")
+    wrong = Credentials("alice", "not-her-password")
+    with (
+        RegistryClient(registry.url, ca_file=str(registry.ca_file), credentials=wrong) as client,
+        pytest.raises(AuthError, match="refused the credentials of 'alice'"),
+    ):
+        client.blob_exists("library/anything", "sha256:" + "0" * 64)
+    with client_for_registry(registry, "alice") as client:
+        assert client.list_tags("library/nothing-here") == []
+    if setup == "registry_token":
+        assert registry.tokens_issued == tokens_before + 1  # one GET /service/token for alice
