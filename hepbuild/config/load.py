@@ -49,8 +49,10 @@ def load_config(root: Path, profile: str | None = None,
     problems: list[Problem] = []
     matrix = load_matrix(root, problems)
     recipes = _load_recipes(root, matrix, problems)
+    if problems or matrix is None:
+        raise ConfigError(problems)
     chosen = _choose_profile(matrix, profile, env if env is not None else os.environ, problems)
-    if problems or matrix is None or chosen is None:
+    if problems or chosen is None:
         raise ConfigError(problems)
     return Config(root=root, matrix=matrix, recipes=recipes, profile=chosen)
 
@@ -70,10 +72,8 @@ def _load_recipes(root: Path, matrix: Matrix | None, problems: list[Problem]) ->
     return tuple(recipes)
 
 
-def _choose_profile(matrix: Matrix | None, wanted: str | None, env: Mapping[str, str],
+def _choose_profile(matrix: Matrix, wanted: str | None, env: Mapping[str, str],
                     problems: list[Problem]) -> Profile | None:
-    if matrix is None:
-        return None
     name = wanted or env.get(PROFILE_ENV) or matrix.default_profile
     if name in matrix.profiles:
         return matrix.profiles[name]

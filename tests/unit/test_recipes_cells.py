@@ -24,6 +24,11 @@ REPO = Path(__file__).resolve().parent.parent.parent
 MINIMAL = REPO / "tests" / "data" / "recipes" / "minimal"
 
 
+@pytest.fixture(autouse=True)
+def _keep_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path.cwd())  # `hepbuild -C DIR` changes directory; undo it afterwards
+
+
 def ids(cells: list[Cell]) -> list[str]:
     return [c.id for c in cells]
 
