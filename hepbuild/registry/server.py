@@ -99,11 +99,21 @@ class LocalRegistry:
         if self._proc is not None and self._proc.poll() is None:
             return self
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.port is None:
-            self.port = free_port()
-        self.write_config()
-        self._spawn(detach=False)
-        self.wait_ready()
+        picked = self.port is None
+        for attempt in range(3):
+            if picked and (attempt or self.port is None):
+                self.port = free_port()
+            self.write_config()
+            self._spawn(detach=False)
+            try:
+                self.wait_ready()
+                return self
+            except RegistryError:
+                # A port we picked can be taken by someone else before the registry binds it.
+                lost_race = picked and "address already in use" in self.log_tail()
+                self.kill()
+                if not lost_race or attempt == 2:
+                    raise
         return self
 
     def stop(self) -> None:
@@ -226,6 +236,11 @@ class LocalRegistry:
         verify: bool | str = str(self.ca_file) if self.ca_file else True
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
+                if "address already in use" in self.log_tail():
+                    raise RegistryError(
+                        f"port {self.port} on 127.0.0.1 is already in use",
+                        "stop what listens there, or choose another --port",
+                    )
                 raise RegistryError(
                     f"docker-registry exited with code {self._proc.returncode} while starting",
                     f"see {self.log_path}:\n{self.log_tail()}",

@@ -140,3 +140,16 @@ def test_cli_push_converts_other_transports_first(
     with tarfile.open(out) as tar:
         member = tar.extractfile("etc/hello")
         assert member is not None and member.read() == b"from a sandbox\n"
+
+
+def test_registry_start_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _hepbuild("registry", "start", "--dir", str(tmp_path / "r"), "--port", str(port))
+    assert result.returncode == 9  # RegistryError
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert running_pid(tmp_path / "r") is None
