@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from hepbuild.errors import ImageError
 from hepbuild.output import warn
@@ -329,7 +329,7 @@ def data_source(node: Node) -> tuple[int, tarfile.TarInfo] | None:
     return source.layer, source.info
 
 
-def write_tar(flat: Flattener, out: BinaryIO) -> int:
+def write_tar(flat: Flattener, out: IO[bytes]) -> int:
     """Write the merged tree as one PAX tar to ``out``; returns the number of members."""
     readers = LayerReaders(flat.layer_files)
     first_path: dict[int, str] = {}

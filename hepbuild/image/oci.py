@@ -293,7 +293,8 @@ def _decompressed_chunks(raw: BinaryIO, kind: str, sha: Any, layer: LayerRef) ->
         if kind == "gzip":
             yield from _gunzip(reader)
         else:
-            stream = zstandard.ZstdDecompressor().stream_reader(reader, read_across_frames=True)
+            stream = zstandard.ZstdDecompressor().stream_reader(
+                reader, read_across_frames=True)  # type: ignore[arg-type]  # duck-typed reader
             while chunk := stream.read(CHUNK):
                 yield chunk
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:

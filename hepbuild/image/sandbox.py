@@ -55,7 +55,9 @@ def _tarinfo(tf: tarfile.TarFile, full: str, rel: str, as_root: bool
     try:
         for name in os.listxattr(full, follow_symlinks=False):
             value = os.getxattr(full, name, follow_symlinks=False)
-            info.pax_headers[XATTR_PREFIX + name] = value.decode("utf-8", "surrogateescape")
+            headers = dict(info.pax_headers)
+            headers[XATTR_PREFIX + name] = value.decode("utf-8", "surrogateescape")
+            info.pax_headers = headers
     except OSError:
         pass  # a filesystem without xattr support has none to keep
     return info

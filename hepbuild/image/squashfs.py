@@ -25,7 +25,10 @@ def stream_to_squashfs(flat: Flattener, target: Path) -> int:
     proc = tools.spawn(argv, stdin=tools.subprocess.PIPE,
                        stdout=tools.subprocess.DEVNULL, stderr=tools.subprocess.PIPE)
     errors: list[bytes] = []
-    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    stderr = proc.stderr
+    assert stderr is not None
+    # tar2sqfs's messages are drained on the side, so a full stderr pipe cannot stall it.
+    reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
     reader.start()
     assert proc.stdin is not None
     try:
