@@ -152,6 +152,12 @@ def _next_link(response: requests.Response) -> str | None:
     return match.group(1) if match else None
 
 
+def _selects_tags(rule: Mapping[str, Any], pattern: str) -> bool:
+    selectors = rule.get("tag_selectors") or []
+    return any(s.get("pattern") == pattern and s.get("decoration") == "matches"
+               for s in selectors if isinstance(s, dict))
+
+
 def _harbor_message(response: requests.Response) -> str:
     try:
         errors = response.json().get("errors") or []
@@ -230,7 +236,8 @@ class HarborClient:
         raise HarborRequestError(message, response.status_code)
 
     def paginate(
-        self, path: str, params: Mapping[str, Any] | None = None, page_size: int = 100
+        self, path: str, params: Mapping[str, Any] | None = None, page_size: int = 100,
+        headers: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every item of a list endpoint, following ``Link: <...>; rel="next"``."""
         url: str | None = path
@@ -239,7 +246,7 @@ class HarborClient:
         for _ in range(_MAX_PAGES):
             if url is None:
                 return
-            response = self.request("GET", url, params=query)
+            response = self.request("GET", url, params=query, headers=headers)
             yield from response.json() or []
             url, query = self._follow(_next_link(response), seen), None
         raise RegistryError(f"Harbor {path} kept sending more pages than {_MAX_PAGES}")
@@ -295,6 +302,25 @@ class HarborClient:
             "GET", f"/projects/{quote(name, safe='')}", headers={"X-Is-Resource-Name": "true"}
         )
         return int(response.json()["project_id"])
+
+    # -- tag immutability ----------------------------------------------------------------
+
+    def ensure_immutable_rule(self, project: str, tag_pattern: str) -> bool:
+        """Make tags matching ``tag_pattern`` immutable in the project; True when added."""
+        path = f"/projects/{quote(project, safe='')}/immutabletagrules"
+        by_name = {"X-Is-Resource-Name": "true"}
+        for rule in self.paginate(path, headers=by_name):
+            if not rule.get("disabled") and _selects_tags(rule, tag_pattern):
+                return False
+        body = {
+            "disabled": False, "action": "immutable", "template": "immutable_template",
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches",
+                               "pattern": tag_pattern}],
+            "scope_selectors": {"repository": [{"kind": "doublestar",
+                                                "decoration": "repoMatches", "pattern": "**"}]},
+        }
+        self.request("POST", path, ok=(201,), body=body, headers=by_name)
+        return True
 
     # -- labels --------------------------------------------------------------------------
 

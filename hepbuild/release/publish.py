@@ -39,6 +39,8 @@ from hepbuild.release.versions import (
 )
 
 HARBOR_LABEL = "hepbuild"
+# naming.dated_tag's shape as a Harbor doublestar pattern: <version>-<base>-YYYYmmddTHHMMSSZ
+DATED_TAG_PATTERN = "*-????????T??????Z"
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def _scan_arches(
     registry = config.profile.registry
     project, repo = split_repository(registry, naming.repository(registry, pairs[0][0].recipe))
     harbor.client.ensure_project(project, public=registry.public)
+    harbor.client.ensure_immutable_rule(project, DATED_TAG_PATTERN)
     scanned = [(c, i) for c, i in pairs if harbor.client.trigger_scan(project, repo, str(i.digest))]
     if harbor.max_severity is None:
         return

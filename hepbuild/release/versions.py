@@ -88,9 +88,10 @@ def publish_image(
         plans.append(_list_plan(sif_repo, _sif_manifests(client, sif_repo, cells_results)))
 
     dated = naming.dated_tag(cell, when)
-    for plan in plans:
-        _check_dated_free(client, plan, dated)
-    for plan in plans:
+    # A retried job finds its dated tag already there, with the same bytes: leave it alone
+    # (Harbor refuses any write to a tag its immutability rule covers).
+    to_write = [plan for plan in plans if not _dated_exists(client, plan, dated)]
+    for plan in to_write:
         client.put_manifest(plan.repository, dated, plan.data, plan.media_type)
     for plan in plans:
         for tag in moving_tags(cell):
@@ -188,12 +189,12 @@ def _platform_of(cell: Cell) -> dict[str, str]:
     return entry
 
 
-def _check_dated_free(client: ManifestStore, plan: ListPlan, tag: str) -> None:
-    # A dated tag is immutable: rewriting it with the same bytes (a retried job) is fine,
-    # with anything else it is not.
+def _dated_exists(client: ManifestStore, plan: ListPlan, tag: str) -> bool:
+    """True when the dated tag holds this very list; an error when it holds another."""
     existing = client.find_manifest(plan.repository, tag)
     if existing is not None and existing.digest != plan.digest:
         raise RegistryError(
             f"{plan.repository}:{tag} already exists with {existing.digest}; dated tags never move",
             "publish again later (a new time stamp), or roll back to that tag",
         )
+    return existing is not None

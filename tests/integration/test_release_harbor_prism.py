@@ -113,6 +113,17 @@ def test_labels_found_created_and_attached(prism_server: PrismServer) -> None:
     assert log.violations() == []
 
 
+def test_immutable_rule_for_dated_tags(prism_server: PrismServer) -> None:
+    client, log = _client(prism_server)
+    # Prism's example rule selects the pattern "string", so ours is added
+    assert client.ensure_immutable_rule("hep", "*-????????T??????Z") is True
+    sent = json.loads(log.responses[-1].request.body or b"{}")
+    assert sent["tag_selectors"] == [
+        {"kind": "doublestar", "decoration": "matches", "pattern": "*-????????T??????Z"}]
+    assert [r.status_code for r in log.responses] == [200, 201]
+    assert log.violations() == []
+
+
 def test_label_already_attached_409_is_fine(prism_server: PrismServer) -> None:
     client, _ = _client(prism_server, PreferSession("POST", "/labels", 409))
     assert client.attach_label("hep", "hep/root", "1.0-el9", 12) is False
@@ -181,6 +192,8 @@ def test_publish_on_a_harbor_profile_makes_valid_harbor_calls(
     artifact = "/projects/hep/repositories/juno%252Foffline/artifacts/"
     assert calls == [
         ("HEAD", "/projects"),
+        ("GET", "/projects/hep/immutabletagrules"),
+        ("POST", "/projects/hep/immutabletagrules"),
         ("POST", artifact + str(image.digest) + "/scan"),
         ("GET", "/projects/hep"),
         ("GET", "/labels"),

@@ -84,6 +84,11 @@ class _Handler(BaseHTTPRequestHandler):
     labels = [{"id": i, "name": f"l{i}"} for i in range(1, 6)]
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if "/immutabletagrules" in self.path:
+            self.send_response(200)
+            self._json([{"id": 1, "disabled": False, "tag_selectors": [
+                {"kind": "doublestar", "decoration": "matches", "pattern": "*-v?"}]}])
+            return
         query = parse_qs(urlsplit(self.path).query)
         page = int(query.get("page", ["1"])[0])
         items = self.labels[(page - 1) * 2 : page * 2]
@@ -138,6 +143,13 @@ def test_pagination_follows_link_headers(harbor_like: str) -> None:
     client = HarborClient(harbor_like, _Robot())
     assert client.find_label("l5", 1) == 5
     assert [x["id"] for x in client.paginate("/labels", page_size=2)] == [1, 2, 3, 4, 5]
+
+
+def test_an_existing_immutable_rule_is_not_added_again(harbor_like: str) -> None:
+    client = HarborClient(harbor_like, _Robot())
+    assert client.ensure_immutable_rule("hep", "*-v?") is False  # a POST here would get 403
+    with pytest.raises(RegistryError, match="answered 403"):
+        client.ensure_immutable_rule("hep", "*-other")
 
 
 def test_project_creation_refused_is_a_clear_error(harbor_like: str) -> None:
