@@ -166,6 +166,15 @@ def select_cells(cells: Sequence[Cell], patterns: Iterable[str]) -> list[Cell]:
     return [cell for cell in cells if any(_selects(p, cell) for p in patterns)]
 
 
+def select_dropped(dropped: Sequence[Dropped], patterns: Iterable[str]) -> list[Dropped]:
+    """The dropped cells a --select would have picked (no error when none match)."""
+    patterns = list(patterns)
+    if not patterns:
+        return list(dropped)
+    return [d for d in dropped
+            if any(fnmatchcase(d.cell_id, p) or fnmatchcase(d.cell_id, p + "-*") for p in patterns)]
+
+
 def _selects(pattern: str, cell: Cell) -> bool:
     return any(fnmatchcase(name, pattern) for name in (cell.id, cell.image_key, cell.recipe.id))
 

@@ -18,7 +18,7 @@ import shlex
 import shutil
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -214,7 +214,7 @@ def _run(env: SandboxedEnvironment, name: str, context: dict[str, Any], cell: Ce
         return _template(env, name).render(context)
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"cell {cell.id}: template {exc.name} not found",
-                          f"looked in {env.loader.searchpath if env.loader else '?'}") from None  # type: ignore[attr-defined]
+                          "put it in the template directory (matrix.yaml `templates:`)") from None
     except jinja2.TemplateSyntaxError as exc:
         raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: {exc.message} "
                           f"(rendering {cell.id})", "fix the template") from None
@@ -473,7 +473,3 @@ class _staging_dir:  # noqa: N801 - used as a context manager, reads like one
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-
-def iter_rendered(config: Config, cells: list[Cell], out_root: Path) -> Iterator[Rendered]:
-    for cell in cells:
-        yield render_cell(config, cell, out_root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hepbuild.cells import describe_cell, expand_matrix, select_cells
+from hepbuild.cells import describe_cell, expand_matrix, select_cells, select_dropped
 from hepbuild.config.load import load_config
 from hepbuild.output import emit_json, print_table
 
@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     expansion = expand_matrix(config)
     cells = select_cells(expansion.cells, args.select)
     rows = [describe_cell(cell, config) for cell in cells]
-    dropped = [{"cell": d.cell_id, "reason": d.reason} for d in expansion.dropped]
+    dropped = [{"cell": d.cell_id, "reason": d.reason}
+               for d in select_dropped(expansion.dropped, args.select)]
     if args.json:
         payload: dict[str, object] = {"profile": config.profile.name, "cells": rows}
         if args.explain:

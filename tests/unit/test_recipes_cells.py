@@ -140,3 +140,16 @@ def test_render_command_writes_selected_cells(tmp_path: Path,
 def test_lint_passes_on_the_shipped_project(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-C", str(REPO), "lint"]) == 0
     assert "no problems" in capsys.readouterr().err
+
+
+def test_matrix_explain_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-C", str(REPO), "matrix", "--explain", "--profile", "production",
+                 "--select", "bes/*"]) == 0
+    out = capsys.readouterr().out
+    header, *rows = out.split("\n\ndropped")[0].splitlines()
+    assert header.split() == ["CELL", "RECIPE", "BASE", "ARCH", "PLATFORM", "PARENT"]
+    assert [r.split()[0] for r in rows] == ["bes/bes-env-sl5-x86_64", "bes/bes-env-sl6-x86",
+                                           "bes/bes-env-sl6-x86_64", "bes/bes-env-sl7-x86_64"]
+    dropped = {line.split()[0]: line for line in out.split("\n\ndropped", 1)[1].splitlines()[2:]}
+    assert all(cell.startswith("bes/") for cell in dropped)
+    assert "excluded by rule at matrix.yaml:" in dropped["bes/bes-env-sl5-x86"]
