@@ -547,6 +547,10 @@ class RegistryClient:
             try:
                 return self._send(repo, location, source, digest, size)
             except _UploadLost:
+                # The session is gone; if that is because our final PUT did land (its answer
+                # was lost with the connection), the blob is there and we are done.
+                if self.blob_exists(repo, digest):
+                    return size
                 location = None
         raise RegistryError(
             f"{self.host} lost the upload of {digest} three times",

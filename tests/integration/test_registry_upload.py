@@ -35,6 +35,7 @@ class ProxyRules:
     stale_range: bool = False  # answer every PATCH with 202 and Range 0-0
     refuse_mount: bool = False
     fail_every: int = 0  # answer every n-th PATCH with 503
+    drop_final_put: int = 0  # forward this many final PUTs, then drop the connection unanswered
     bodies: list[int] = field(default_factory=list)  # sizes forwarded upstream
     refused: int = 0
     patches: int = 0
@@ -81,9 +82,14 @@ def _handler(upstream: str, rules: ProxyRules) -> type[BaseHTTPRequestHandler]:
                 start = int(headers["Content-Range"].split("-")[0])
                 body = body[: rules.truncate_to]
                 headers["Content-Range"] = f"{start}-{start + len(body) - 1}"
+            if self.command == "PUT" and "digest=" in self.path and rules.drop_final_put:
+                rules.drop_final_put -= 1
+                self._forward(headers, body, answer=False)
+                self.close_connection = True
+                return
             self._forward(headers, body)
 
-        def _forward(self, headers: dict[str, str], body: bytes) -> None:
+        def _forward(self, headers: dict[str, str], body: bytes, answer: bool = True) -> None:
             rules.bodies.append(len(body))
             conn = http.client.HTTPConnection(upstream, timeout=60)
             conn.request(
@@ -94,6 +100,10 @@ def _handler(upstream: str, rules: ProxyRules) -> type[BaseHTTPRequestHandler]:
             )
             reply = conn.getresponse()
             data = reply.read()
+            if not answer:
+                conn.close()
+                self.connection.shutdown(2)  # the registry did the work; the client hears nothing
+                return
             self.send_response(reply.status)
             for key, value in reply.getheaders():
                 if key.lower() not in ("content-length", "connection", "transfer-encoding"):
@@ -236,3 +246,20 @@ def test_5xx_answers_are_retried_and_the_upload_resumes(
         assert client.stats.retries >= 2
     assert sent == len(data)
     assert _stored(registry_http, "retry/five-hundred", data, tmp_path) == data
+
+
+def test_lost_answer_to_the_final_put_is_not_a_failure(
+    proxy_factory,
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    rules = ProxyRules(drop_final_put=1)
+    proxy = proxy_factory(rules)
+    data = os.urandom(2 * MiB + 3)
+    with RegistryClient(proxy.url, insecure=True, chunk_size=1 * MiB, backoff=0.01) as client:
+        _, sent = client.push_blob("retry/lost-answer", data)
+        assert client.stats.retries >= 1
+        assert client.bytes_uploaded == len(data)  # found the blob instead of sending it again
+    assert rules.drop_final_put == 0
+    assert sent == len(data)
+    assert _stored(registry_http, "retry/lost-answer", data, tmp_path) == data
