@@ -204,3 +204,18 @@ def test_sif_to_sandbox_refuses_a_foreign_partition(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="is not squashfs"):
         convert(f"sif:{path}", f"sandbox:{tmp_path / 'sb'}")
     assert not (tmp_path / "sb").exists()
+
+
+def test_mksquashfs_fallback_gives_the_same_tree(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    source = make_layout(tmp_path)
+    convert(source, f"sif:{tmp_path / 'stream.sif'}")
+    from hepbuild.image import convert as convert_module
+
+    monkeypatch.setattr(convert_module.tools, "have_tool", lambda name: name != "tar2sqfs")
+    convert(source, f"sif:{tmp_path / 'fallback.sif'}")
+    streamed = squash_listing(tmp_path / "stream.sif")
+    fallback = squash_listing(tmp_path / "fallback.sif")
+    assert {k: v.split()[0] for k, v in streamed.items()} == {
+        k: v.split()[0] for k, v in fallback.items()}
+    assert fallback["owned"].split()[1] == "1234/99"
