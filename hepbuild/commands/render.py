@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hepbuild.cells import expand_matrix, select_cells
+from hepbuild.cells import expand_matrix, matrix_entries, select_cells
 from hepbuild.commands.matrix import add_selection_arguments
 from hepbuild.config.load import load_config
 from hepbuild.output import emit_json, print_table, progress
@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
             "cell": cell.id, "directory": str(rendered.directory),
             "base_image": rendered.base_image, "content_key": rendered.content_key,
             "templates": list(rendered.templates),
+            "matrix_entries": list(matrix_entries(config, cell)),
         })
     if args.json:
         emit_json({"profile": config.profile.name, "rendered": rows})

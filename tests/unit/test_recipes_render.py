@@ -205,3 +205,26 @@ def test_multi_line_steps_run_the_same_in_both_formats(project: Path, tmp_path: 
     expected = "[a b]\n[c'd]\nhello world\nsingle\n"
     assert docker_out.read_text() == expected
     assert def_out.read_text() == expected
+
+
+def test_dockerfile_only_recipe_directory(project: Path, tmp_path: Path) -> None:
+    plain = project / "recipes/demo/plain"
+    plain.mkdir()
+    (plain / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=debian:12\nFROM $BASE_IMAGE\nCOPY tool.sh /usr/local/bin/\n"
+        'CMD ["tool.sh"]\n')
+    (plain / "tool.sh").write_text("#!/bin/sh\necho tool\n")
+    config = load_config(project)
+    rendered = render_cell(config, cell_of(config, "demo/plain-debian12-arm64"), tmp_path)
+    docker = rendered.dockerfile.read_text()
+    assert docker.splitlines()[1:3] == ["ARG BASE_IMAGE=registry.example.org/debian:12-arm64",
+                                        "FROM $BASE_IMAGE"]
+    assert 'org.opencontainers.image.version="0"' in docker
+    assert rendered.base_image == "registry.example.org/debian:12-arm64"
+    assert rendered.templates == ()
+    assert sorted(p.name for p in rendered.context_dir.iterdir()) == ["Dockerfile", "tool.sh"]
+    definition = rendered.definition.read_text()
+    assert "From: registry.example.org/debian:12-arm64\n" in definition
+    assert "    tool.sh /usr/local/bin/tool.sh\n" in section(definition, "files")
+    assert section(definition, "runscript") == (
+        '    if [ "$#" -eq 0 ]; then set -- tool.sh; fi\n    exec "$@"\n')
