@@ -75,21 +75,32 @@ def _parse_problem(shown_as: str, exc: yaml.YAMLError) -> Problem:
 _SCALARS = yaml.constructor.SafeConstructor()
 
 
+class _RecursiveAlias(yaml.YAMLError):
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__("an alias refers to a node that contains it")
+        self.problem_mark = node.start_mark
+        self.problem = "an alias refers to a node that contains it (a recursive structure)"
+
+
 def _convert(node: yaml.Node, path: PathKey, lines: dict[PathKey, int],
-             shown_as: str, problems: list[Problem]) -> Any:
+             shown_as: str, problems: list[Problem], inside: tuple[int, ...] = ()) -> Any:
+    if id(node) in inside:
+        raise _RecursiveAlias(node)
+    inside = inside + (id(node),)
     if isinstance(node, yaml.MappingNode):
-        return _convert_mapping(node, path, lines, shown_as, problems)
+        return _convert_mapping(node, path, lines, shown_as, problems, inside)
     if isinstance(node, yaml.SequenceNode):
         items = []
         for index, child in enumerate(node.value):
             lines[path + (index,)] = child.start_mark.line + 1
-            items.append(_convert(child, path + (index,), lines, shown_as, problems))
+            items.append(_convert(child, path + (index,), lines, shown_as, problems, inside))
         return items
     return _SCALARS.construct_object(node, deep=True)
 
 
 def _convert_mapping(node: yaml.MappingNode, path: PathKey, lines: dict[PathKey, int],
-                     shown_as: str, problems: list[Problem]) -> dict[Any, Any]:
+                     shown_as: str, problems: list[Problem],
+                     inside: tuple[int, ...]) -> dict[Any, Any]:
     result: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = _SCALARS.construct_object(key_node, deep=True)
@@ -103,5 +114,5 @@ def _convert_mapping(node: yaml.MappingNode, path: PathKey, lines: dict[PathKey,
             problems.append(Problem(shown_as, line, f"duplicate key {key!r}",
                                     f"it is already set at line {lines[path + (key,)]}"))
         lines[path + (key,)] = line
-        result[key] = _convert(value_node, path + (key,), lines, shown_as, problems)
+        result[key] = _convert(value_node, path + (key,), lines, shown_as, problems, inside)
     return result

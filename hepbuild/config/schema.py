@@ -62,12 +62,22 @@ def _message(error: ValidationError, path: tuple[Any, ...]) -> str:
     return f"{where}: {error.message}"
 
 
+_TYPE_WORDS = {"array": "a list", "object": "a mapping", "string": "text", "integer": "a whole "
+               "number", "number": "a number", "boolean": "true or false"}
+
+
 def _hint(error: ValidationError) -> str | None:
+    if error.validator == "required":
+        missing = _UNEXPECTED.search(error.message)
+        return f"add `{missing.group(1)}:`" if missing else None
+    if error.validator == "type":
+        wanted = error.validator_value
+        names = [str(w) for w in (wanted if isinstance(wanted, list) else [wanted])]
+        words = [_TYPE_WORDS.get(name, name) for name in names]
+        return "write it as " + " or ".join(words)
     if error.validator == "enum":
         return "use one of: " + ", ".join(map(str, error.validator_value))
     if error.validator == "pattern":
         return f"it must match {error.validator_value}"
-    if error.validator == "type":
-        return f"write it as {error.validator_value}"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     return description

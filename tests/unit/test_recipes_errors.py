@@ -172,3 +172,24 @@ def test_lint_json_lists_problems(project: Path, capsys: pytest.CaptureFixture[s
         "file": HELLO, "line": 11, "message": "env GREETING contains a newline or NUL",
         "hint": "Dockerfile ENV and %environment take one line; use a file under files: for "
                 "longer text"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: &x\n  b: *x\n", f"{HELLO}:1: not valid YAML: an alias refers to a node that "
+                             "contains it"),
+        ("", f"{HELLO}:1: recipe.yaml must be a mapping"),
+        ("name: hello\n", f"{HELLO}:1: the top level: 'version' is a required property\n"
+                          "    hint: add `version:`"),
+        ("name: hello\nversion: '1'\nname: again\n", f"{HELLO}:3: duplicate key 'name'"),
+        ("name: hello\nversion: '1'\nfiles: {}\n", f"{HELLO}:3: files: {{}} is not of type "
+                                                   "'array'\n    hint: write it as a list"),
+    ],
+)
+def test_odd_yaml_is_a_problem_not_a_crash(project: Path, capsys: pytest.CaptureFixture[str],
+                                           text: str, expected: str) -> None:
+    (project / HELLO).write_text(text)
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert expected in err
