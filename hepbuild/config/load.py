@@ -50,7 +50,7 @@ def load_config(root: Path, profile: str | None = None,
     matrix = load_matrix(root, problems)
     recipes = _load_recipes(root, matrix, problems)
     if problems or matrix is None:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
     chosen = _choose_profile(matrix, profile, env if env is not None else os.environ, problems)
     if problems or chosen is None:
         raise ConfigError(problems)

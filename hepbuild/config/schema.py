@@ -78,6 +78,7 @@ def _hint(error: ValidationError) -> str | None:
     if error.validator == "enum":
         return "use one of: " + ", ".join(map(str, error.validator_value))
     if error.validator == "pattern":
-        return f"it must match {error.validator_value}"
+        described = error.schema.get("description") if isinstance(error.schema, dict) else None
+        return described or f"it must match {error.validator_value}"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     return description
