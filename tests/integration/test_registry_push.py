@@ -219,3 +219,38 @@ def test_auth_registries_refuse_anonymous_and_wrong_users(
         assert client.list_tags("library/nothing-here") == []
     if setup == "registry_token":
         assert registry.tokens_issued == tokens_before + 1  # one GET /service/token for alice
+
+
+def test_pull_takes_the_legacy_layer_type_and_wants_exactly_one_layer(
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from hepbuild.errors import RegistryError
+    from hepbuild.registry.oras import go_json, sif_config_descriptor, sif_manifest
+
+    path = make_sif(tmp_path / "old.sif", "x86_64")
+    repo = "library/legacy"
+    with client_for_registry(registry_http) as client:
+        client.push_blob(repo, b"{}")
+        layer, _ = client.push_blob(repo, path)
+        legacy = replace(layer, media_type=media.SIF_LAYER_LEGACY)
+        client.put_manifest(repo, "old", sif_manifest(legacy, ""), media.OCI_MANIFEST)
+        pulled = pull_sif(client, f"oras://{registry_http.url}/{repo}:old", tmp_path / "o.sif")
+        assert (tmp_path / "o.sif").read_bytes() == path.read_bytes()
+        assert pulled.layer_digest == layer.digest
+
+        sif_layer = replace(layer, media_type=media.SIF_LAYER).to_json()
+        two = go_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": media.OCI_MANIFEST,
+                "config": sif_config_descriptor().to_json(),
+                "layers": [sif_layer, sif_layer],
+            }
+        )
+        client.put_manifest(repo, "two", two, media.OCI_MANIFEST)
+        with pytest.raises(RegistryError, match="has 2 layers"):
+            pull_sif(client, f"oras://{registry_http.url}/{repo}:two", tmp_path / "t.sif")
+    assert not (tmp_path / "t.sif").exists()
