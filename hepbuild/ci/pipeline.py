@@ -30,7 +30,7 @@ IMAGES_STAGE = "images"
 NOOP_JOB = "nothing-to-build"
 HOST_ARCH = "x86_64"  # where emulated builds run when the matrix names no runner for an arch
 
-ARTIFACT_PATHS = ("build/logs/", "build/records/", "dist/**/*.sif")
+ARTIFACT_PATHS = ("build/logs/", "build/records/", "build/reports/", "dist/**/*.sif")
 JUNIT_REPORT = "build/reports/junit.xml"
 
 

@@ -71,7 +71,8 @@ def test_cell_job_builds_its_cell_on_its_runner() -> None:
     assert job["variables"]["HEPBUILD_EMULATED"] == "false"
     assert job["interruptible"] is True and job["timeout"] == "3h"
     assert job["artifacts"]["reports"]["junit"] == "build/reports/junit.xml"
-    assert job["artifacts"]["paths"] == ["build/logs/", "build/records/", "dist/**/*.sif"]
+    assert job["artifacts"]["paths"] == [
+        "build/logs/", "build/records/", "build/reports/", "dist/**/*.sif"]
 
 
 def test_arch_without_native_runner_goes_to_qemu_on_x86_64() -> None:
