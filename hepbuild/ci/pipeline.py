@@ -41,6 +41,7 @@ class PipelineOptions:
     timeout: str = "3h"
     artifacts_expire: str = "1 week"
     build_cmd: str = "hepbuild build"
+    setup: tuple[str, ...] = ()  # before_script of every job (install hepbuild, log in, ...)
     list_cmd: str = "hepbuild ci assemble"
 
 
@@ -54,6 +55,8 @@ def child_pipeline(plan: Plan, snapshot: Snapshot, options: PipelineOptions) -> 
         "stages": [BUILD_STAGE, IMAGES_STAGE] if options.publish else [BUILD_STAGE],
         "variables": _variables(options),
     }
+    if options.setup:
+        doc["default"] = {"before_script": list(options.setup)}
     for planned in builds:
         cell = cells[planned.cell_id]
         selection = _selection(planned, by_id, options)

@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--worktree", action="store_true", help="count uncommitted changes too (local runs)"
     )
     plan.add_argument("--timeout", default="3h", help="GitLab timeout of each job (default: 3h)")
+    plan.add_argument(
+        "--setup", action="append", default=[], metavar="LINE",
+        help="a before_script line for every child job, e.g. installing hepbuild (repeatable)",
+    )
     plan.set_defaults(func=run)
 
     assemble = ci_sub.add_parser(
@@ -78,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         plan = make_plan(request, snapshot, _revision_loader(args.profile, env), lookup)
 
     publish = wants_publish(env) if args.publish is None else args.publish
-    options = pipeline.PipelineOptions(publish, snapshot.config.profile.name, timeout=args.timeout)
+    options = pipeline.PipelineOptions(
+        publish, snapshot.config.profile.name, timeout=args.timeout, setup=tuple(args.setup)
+    )
     output = Path(args.output)
     with section("ci_write", f"write {output}"):
         pipeline.write_pipeline(pipeline.child_pipeline(plan, snapshot, options), output)

@@ -129,13 +129,27 @@ def test_merge_request_job_builds_its_rebuilt_parent_chain_itself() -> None:
         "$HEPBUILD_BUILD_CMD --select 'a/three-deb-x86_64' $HEPBUILD_BUILD_ARGS"]
 
 
+def test_setup_lines_become_every_jobs_before_script() -> None:
+    snap = snapshot()
+    plan = planned_cells(snap, ())
+    options = pipeline.PipelineOptions(True, "local", setup=("pip install .", "hepbuild doctor"))
+    doc = pipeline.child_pipeline(plan, snap, options)
+    assert doc["default"] == {"before_script": ["pip install .", "hepbuild doctor"]}
+    assert "default" not in child()
+
+
 def test_default_branch_pushes() -> None:
     assert child()["variables"]["HEPBUILD_BUILD_ARGS"] == "--push"
 
 
 def test_generated_and_project_pipelines_pass_gitlab_schema(tmp_path: Path) -> None:
     paths = []
-    for name, doc in {"full": child(), "mr": child(publish=False)}.items():
+    snap = snapshot()
+    with_setup = pipeline.child_pipeline(
+        planned_cells(snap, ()), snap,
+        pipeline.PipelineOptions(True, "local", setup=("python3 -m venv .venv",)),
+    )
+    for name, doc in {"full": child(), "mr": child(publish=False), "setup": with_setup}.items():
         path = tmp_path / f"{name}.yml"
         pipeline.write_pipeline(doc, path)
         paths.append(path)
