@@ -94,7 +94,8 @@ def _base_digest(config: Config, cell: Cell, ref: str, buildah: Buildah) -> str:
     settings = buildah.settings
     digest = base_digest_of(ref, tls_verify=settings.tls_verify, authfile=settings.authfile)
     if digest is None:
-        hint = ("run `hepbuild bases --profile local` first" if config.profile.bootstrap
+        hint = ("is the registry running (hepbuild registry start)? then run "
+                f"`hepbuild bases --profile {config.profile.name}`" if config.profile.bootstrap
                 else "check the base's image reference in matrix.yaml and your registry login")
         raise HepbuildError(f"base image {ref} of cell {cell.id} is not in its registry", hint)
     return digest
