@@ -80,8 +80,11 @@ def templates_directory(snapshot: Snapshot) -> str:
     if custom is None:
         return TEMPLATES_DIR
     root = snapshot.config.root
-    path = custom if custom.is_absolute() else root / custom
-    return path.resolve().relative_to(root.resolve()).as_posix()
+    path = (custom if custom.is_absolute() else root / custom).resolve()
+    try:
+        return path.relative_to(root.resolve()).as_posix()
+    except ValueError:  # outside the project: no change in this repository can touch it
+        return path.as_posix()
 
 
 def _add_template_users(
@@ -126,11 +129,23 @@ def _global_change(old: Config, new: Config) -> str | None:
     """Entries every cell's image depends on: the registry, templates and source stamp."""
     if old.profile.name != new.profile.name or old.profile.registry != new.profile.registry:
         return f"profile {new.profile.name}: target registry changed in matrix.yaml"
-    if old.matrix.templates != new.matrix.templates:
+    if _own_templates(old) != _own_templates(new):
         return "the template directory changed in matrix.yaml"
     if old.matrix.source != new.matrix.source:
         return "the source stamped on images changed in matrix.yaml"
     return None
+
+
+def _own_templates(config: Config) -> str | None:
+    """matrix.yaml's template directory, relative to the project (the old one is in a temp dir)."""
+    custom = config.matrix.templates
+    if custom is None:
+        return None
+    path = custom if custom.is_absolute() else config.root / custom
+    try:
+        return path.resolve().relative_to(config.root.resolve()).as_posix()
+    except ValueError:
+        return str(custom)
 
 
 def _base_change(old_base: Base | None, cell: Cell) -> str | None:

@@ -101,12 +101,12 @@ def make_plan(
 def _changes(request: PlanRequest, new: Snapshot) -> tuple[str | None, str, list[str]]:
     if request.plan_all:
         return None, "--all: every cell", []
-    repo = changes.open_repo(request.root)
-    base = changes.resolve_base(repo, request.env, request.since)
-    if base.sha is None:
-        return None, base.why, []
-    paths = changes.changed_files(repo, base.sha, include_worktree=request.include_worktree)
-    return base.sha, base.why, _project_relative(paths, repo, new.config.root)
+    with changes.open_repo(request.root) as repo:
+        base = changes.resolve_base(repo, request.env, request.since)
+        if base.sha is None:
+            return None, base.why, []
+        paths = changes.changed_files(repo, base.sha, include_worktree=request.include_worktree)
+        return base.sha, base.why, _project_relative(paths, repo, new.config.root)
 
 
 def _project_relative(paths: list[str], repo: git.Repo, root: Path) -> list[str]:
@@ -125,10 +125,10 @@ def _old_snapshot(
     """The project at the diff base, loaded only when matrix.yaml changed (it is slow-ish)."""
     if MATRIX_FILE not in changed:
         return None
-    repo = changes.open_repo(request.root)
-    top = Path(str(repo.working_tree_dir)).resolve()
-    sub = request.root.resolve().relative_to(top)
-    with tempfile.TemporaryDirectory(prefix="hepbuild-plan-") as tmp:
+    with changes.open_repo(request.root) as repo, \
+            tempfile.TemporaryDirectory(prefix="hepbuild-plan-") as tmp:
+        top = Path(str(repo.working_tree_dir)).resolve()
+        sub = request.root.resolve().relative_to(top)
         prefixes = tuple((sub / part).as_posix() for part in PROJECT_PARTS)
         changes.read_tree(repo, sha, Path(tmp), prefixes)
         try:

@@ -185,6 +185,28 @@ def test_base_change_in_matrix_plans_that_base_only(project: git.Repo) -> None:
     assert plan.cells[0].reason == "base el9 image for x86_64 changed in matrix.yaml"
 
 
+def test_custom_template_directory(project: git.Repo) -> None:
+    root = root_of(project)
+    (root / "templates").rename(root / "tpl")
+    matrix = root / "matrix.yaml"
+    matrix.write_text(matrix.read_text().replace("version: 1\n", "version: 1\ntemplates: tpl\n"))
+    commit_all(project, "own template directory")
+
+    before = edit(project, "matrix.yaml", "3" * 64, "6" * 64)
+    plan, _ = plan_for(root, {"CI_COMMIT_BEFORE_SHA": before})
+    assert built(plan) == ["site/base-el9-x86_64", "site/child-el9-x86_64"]
+
+    apt = root / "tpl/partials/apt.j2"
+    apt.write_text(apt.read_text() + "{# changed #}\n")
+    before = project.head.commit.hexsha
+    commit_all(project, "apt partial")
+    plan, _ = plan_for(root, {"CI_COMMIT_BEFORE_SHA": before})
+    assert built(plan) == ["exp/tool-deb12-arm64", "exp/tool-deb12-x86_64",
+                           "site/base-deb12-arm64", "site/base-deb12-x86_64",
+                           "site/child-deb12-arm64", "site/child-deb12-x86_64"]
+    assert plan.cells[0].reason == "template tpl/partials/apt.j2 changed"
+
+
 def test_added_arch_plans_the_new_cells_only(project: git.Repo) -> None:
     old = "    arches: [x86_64]\n    images:\n      x86_64: example.org/alma:9"
     new = ("    arches: [x86_64, arm64]\n    images:\n"
