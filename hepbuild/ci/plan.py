@@ -179,5 +179,5 @@ def _action(
         return "build", ("registry lookup failed",)
     info(f"content key {key}; {ref} has {stored or 'no image or no key'}")
     if stored == key:
-        return "skip", (f"{ref} already has this content key",)
+        return "skip", ("up to date: the registry image has this content key",)
     return "build", ()
