@@ -200,6 +200,7 @@ class RegistryClient:
         self._tokens: dict[frozenset[str], str] = {}
         self._bearer: Challenge | None = None
         self._use_basic = False
+        self._reached = False  # has any request ever got an answer?
 
     def close(self) -> None:
         self._session.close()
@@ -251,8 +252,12 @@ class RegistryClient:
                     timeout=(10, self.timeout),
                     allow_redirects=True,
                 )
+            except requests.exceptions.SSLError as exc:
+                raise _tls_error(self, exc) from None
             except TRANSIENT_ERRORS as exc:
-                if not retry or attempt >= self.retries:
+                # A registry never reached yet is likely a typo or not started: fail fast.
+                allowed = self.retries if self._reached else min(2, self.retries)
+                if not retry or attempt >= allowed:
                     raise RegistryUnreachable(
                         f"cannot reach {self.host}: {method} {_path(url)} failed: "
                         f"{type(exc).__name__}",
@@ -260,6 +265,7 @@ class RegistryClient:
                     ) from None
                 attempt = self._pause(attempt, f"{method} {_path(url)}: {type(exc).__name__}")
                 continue
+            self._reached = True
             if response.status_code == 401 and auth_rounds < 2:
                 auth_rounds += 1
                 response.close()
@@ -776,6 +782,20 @@ def _registry_message(response: requests.Response) -> str:
     except (ValueError, AttributeError):
         messages = []
     return f" ({'; '.join(messages)})" if messages else ""
+
+
+def _tls_error(client: RegistryClient, exc: Exception) -> RegistryError:
+    """A TLS failure is not transient: say what to change instead of retrying."""
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return RegistryError(
+            f"the certificate of {client.host} is not trusted",
+            "give the CA that signed it with --ca-file PEM",
+        )
+    return RegistryError(
+        f"TLS with {client.host} failed ({type(exc).__name__})",
+        "if it speaks plain HTTP (a local registry), use --insecure",
+    )
 
 
 def _reach_hint(client: RegistryClient) -> str:

@@ -163,6 +163,8 @@ def pull_sif(
     """Fetch a SIF. An index is resolved for ``arch`` (default: this host)."""
     ref = _as_reference(ref)
     dest = Path(dest)
+    if not dest.parent.is_dir():
+        raise UsageError(f"cannot write {dest}: folder {dest.parent} does not exist")
     manifest = client.get_manifest(ref.repository, ref.ref)
     platform = None
     if manifest.is_index:

@@ -254,3 +254,25 @@ def test_pull_takes_the_legacy_layer_type_and_wants_exactly_one_layer(
         with pytest.raises(RegistryError, match="has 2 layers"):
             pull_sif(client, f"oras://{registry_http.url}/{repo}:two", tmp_path / "t.sif")
     assert not (tmp_path / "t.sif").exists()
+
+
+def test_tls_mistakes_are_named_not_retried(
+    registry_tls: LocalRegistry,  # noqa: F811
+    registry_http: LocalRegistry,  # noqa: F811
+) -> None:
+    from hepbuild.errors import RegistryError
+    from hepbuild.registry.client import RegistryClient
+
+    with (
+        RegistryClient(registry_tls.url) as untrusted,
+        pytest.raises(RegistryError, match="is not trusted") as caught,
+    ):
+        untrusted.list_tags("library/x")
+    assert "--ca-file" in (caught.value.hint or "")
+    with (
+        RegistryClient(registry_http.url) as wrong_scheme,
+        pytest.raises(RegistryError, match="TLS with") as caught,
+    ):
+        wrong_scheme.list_tags("library/x")
+    assert "--insecure" in (caught.value.hint or "")
+    assert untrusted.stats.retries == wrong_scheme.stats.retries == 0
