@@ -162,8 +162,12 @@ def _tar_as_root(tree: Path, out_tar: Path) -> None:
 
 
 def import_rootfs(buildah: Buildah, rootfs_tar: Path, target: BaseTarget, method: str) -> str:
-    """Make an image with the right platform from a rootfs tar; return its local name."""
-    local = f"localhost/hepbuild-bases/{target.base.name}:{target.arch.name}"
+    """Make an image with the right platform from a rootfs tar; return its private name.
+
+    The private name keeps two runs bootstrapping the same base from pushing each other's
+    image; ``ensure_bases`` gives it the readable name after the push.
+    """
+    local = f"localhost/hepbuild-tmp/{uuid.uuid4().hex}:base"
     container = buildah.from_scratch(f"hepbuild-base-{uuid.uuid4().hex[:12]}")
     try:
         buildah.add(container, rootfs_tar, "/")
@@ -221,12 +225,21 @@ def ensure_bases(
             with output.section(f"base-{target.id}", f"bootstrap {target.id} ({method})"):
                 local = bootstrap_base(buildah, target, work_root=work_root, log_dir=log_dir,
                                        deb_dirs=deb_dirs, cache_dir=cache_dir)
-                digest = _push_base(buildah, local, target)
+                try:
+                    digest = _push_base(buildah, local, target)
+                    buildah.tag(local, readable_name(target))
+                finally:
+                    buildah.untag(local)
             status = "built"
         output.progress(done, len(targets), f"base {target.id}: {status} {target.ref}")
         results.append(BaseResult(target.base.name, target.arch.name, target.ref, digest,
                                   status, round(time.monotonic() - start, 1), method))
     return results
+
+
+def readable_name(target: BaseTarget) -> str:
+    """The local name a bootstrapped base keeps, for ``buildah images`` and debugging."""
+    return f"localhost/hepbuild-bases/{target.base.name}:{target.arch.name}"
 
 
 def _push_base(buildah: Buildah, local: str, target: BaseTarget) -> str:
