@@ -28,6 +28,9 @@ CELL = "exp/tool-deb12-x86_64"
 
 
 def gitlab_ci_local(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if "--list" not in args and shutil.which("rsync") is None:
+        pytest.fail("gitlab-ci-local's shell executor copies the project with rsync, which is "
+                    "missing: apt-get install rsync", pytrace=False)
     tool = shutil.which("gitlab-ci-local") or str(GITLAB_CI_LOCAL)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run([tool, *args], cwd=cwd, env=env, capture_output=True, text=True,
