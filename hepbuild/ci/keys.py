@@ -65,10 +65,13 @@ def _content_key(client: RegistryClient, repo: str, tag: str) -> str | None:
 def label_from_config(data: bytes, where: str) -> str | None:
     try:
         config = json.loads(data)
-    except json.JSONDecodeError:
+    except ValueError:  # bad JSON, or bytes in no Unicode encoding at all
         raise RegistryError(f"the image config of {where} is not JSON") from None
-    labels = (config.get("config") or {}).get("Labels") or {}
-    value = labels.get(CONTENT_KEY_LABEL)
+    if not isinstance(config, dict):
+        raise RegistryError(f"the image config of {where} is not a JSON object")
+    inner = config.get("config")
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    value = labels.get(CONTENT_KEY_LABEL) if isinstance(labels, dict) else None
     return value if isinstance(value, str) and value else None
 
 
