@@ -219,3 +219,10 @@ def test_mksquashfs_fallback_gives_the_same_tree(tmp_path: Path,
     assert {k: v.split()[0] for k, v in streamed.items()} == {
         k: v.split()[0] for k, v in fallback.items()}
     assert fallback["owned"].split()[1] == "1234/99"
+
+
+def test_containers_storage_both_ways(tmp_path: Path) -> None:
+    store = f"containers-storage:[vfs@{tmp_path / 'graph'}+{tmp_path / 'run'}]localhost/hep/x:1"
+    convert(make_layout(tmp_path), store)
+    convert(store, f"sif:{tmp_path / 'x.sif'}")
+    assert squash_listing(tmp_path / "x.sif")["d/new"].startswith("-")
