@@ -226,3 +226,11 @@ def test_containers_storage_both_ways(tmp_path: Path) -> None:
     convert(make_layout(tmp_path), store)
     convert(store, f"sif:{tmp_path / 'x.sif'}")
     assert squash_listing(tmp_path / "x.sif")["d/new"].startswith("-")
+
+
+def test_docker_archive_both_ways(tmp_path: Path) -> None:
+    result = convert(make_layout(tmp_path), f"docker-archive:{tmp_path / 'img.tar'}")
+    assert result.checksum_files == [f"{tmp_path / 'img.tar'}.sha256",
+                                     f"{tmp_path / 'img.tar'}.md5"]
+    convert(f"docker-archive:{tmp_path / 'img.tar'}", f"sandbox:{tmp_path / 'sb'}")
+    assert (tmp_path / "sb/Z").read_bytes() == b"x"
