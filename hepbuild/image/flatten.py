@@ -117,6 +117,10 @@ class Flattener:
             else:
                 parent[name] = Node(info, layer, {})
             return
+        if info.issparse():
+            # offset_data of a GNU sparse member is the packed map, not the file's bytes
+            raise ImageError(f"{label}: member {info.name!r} is a sparse file, which hepbuild "
+                             "does not unpack", "rebuild the layer without sparse files")
         node = Node(info, layer)
         if info.islnk():
             node.content = self._link_target(info, label)
