@@ -83,7 +83,7 @@ def test_child_pipeline_builds_then_the_next_plan_skips_everything(
 ) -> None:
     root, group = project
     first = json.loads(hepbuild(root, "ci", "plan", "--all", "--publish", "--json",
-                                "--output", "child.yml").stdout)
+                                "--output", "child.yml", "--plan-file", "plan.json").stdout)
     cells = [f"{group}/parent-bb-x86_64", f"{group}/child-bb-x86_64"]
     images = [f"{group}/parent-bb", f"{group}/child-bb"]
     assert [c["cell"] for c in first["cells"]] == cells
@@ -97,6 +97,12 @@ def test_child_pipeline_builds_then_the_next_plan_skips_everything(
         assert f"PASS  {job}" in ran.stdout
     junit = next((root / ".gitlab-ci-local" / "artifacts").rglob("junit.xml"))
     assert 'failures="0"' in junit.read_text()
+
+    # What the parent's publish stage runs next, with the image keys the plan names.
+    named = hepbuild(root, "ci", "images", "plan.json").stdout.split()
+    assert named == sorted(images)
+    published = json.loads(hepbuild(root, "publish", *named, "--json").stdout)
+    assert sorted(r["image_key"] for r in published["releases"]) == sorted(images)
 
     again = json.loads(hepbuild(root, "ci", "plan", "--all", "--json",
                                 "--output", "again.yml").stdout)
