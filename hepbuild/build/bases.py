@@ -133,7 +133,12 @@ def busybox_rootfs(deb: Path, out_tar: Path, work: Path) -> None:
     tools.run(["dpkg-deb", "-x", deb, tree])
     busybox = tree / "bin" / "busybox"
     # The applet list comes from the binary itself (through qemu for a foreign arch).
-    applets = tools.run([busybox, "--list"], quiet=True).text.split()
+    try:
+        applets = tools.run([busybox, "--list"], quiet=True).text.split()
+    except OSError as exc:  # ENOEXEC: the kernel cannot run this arch (no binfmt entry)
+        raise ToolMissing(
+            f"cannot run the {deb.name} busybox on this host: {exc.strerror}",
+            "register qemu-user-static in binfmt_misc; see `hepbuild doctor`") from None
     for applet in applets:
         link = tree / "bin" / applet
         if applet != "busybox" and not link.exists():
