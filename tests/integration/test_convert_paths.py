@@ -174,7 +174,8 @@ def test_p1_unpack_as_a_normal_user(shared_dir_for_nobody: Path) -> None:
     tmp_path = shared_dir_for_nobody
     layers = [[TarEntry("dir", D, mode=0), TarEntry("file", data=b"x", mode=0),
                TarEntry("ro", D, mode=0o555), TarEntry("ro/a", data=b"a")],
-              [TarEntry("ro/b", data=b"b"), TarEntry("dir/inner", data=b"in")]]
+              [TarEntry("ro/b", data=b"b"), TarEntry("dir/inner", data=b"in"),
+               TarEntry("null", "char", device=(1, 3)), TarEntry("su", data=b"s", mode=0o4755)]]
     source = make_layout(tmp_path, layers)
     work = tmp_path / "nobody"
     work.mkdir()
@@ -190,7 +191,9 @@ def test_p1_unpack_as_a_normal_user(shared_dir_for_nobody: Path) -> None:
                            sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=work, env={**os.environ, "HOME": str(work)})
     assert proc.returncode == 0, proc.stderr
-    assert "owner permissions widened" in proc.stderr
+    for change in ("owner permissions widened", "device nodes skipped",
+                   "setuid/setgid bits dropped", "ownership mapped to the calling user"):
+        assert change in proc.stderr
 
 
 def test_sif_to_sandbox_refuses_a_foreign_partition(tmp_path: Path) -> None:
@@ -234,3 +237,23 @@ def test_docker_archive_both_ways(tmp_path: Path) -> None:
                                      f"{tmp_path / 'img.tar'}.md5"]
     convert(f"docker-archive:{tmp_path / 'img.tar'}", f"sandbox:{tmp_path / 'sb'}")
     assert (tmp_path / "sb/Z").read_bytes() == b"x"
+
+
+def test_odd_names_and_xattrs_survive_the_streaming_path(tmp_path: Path) -> None:
+    layers = [[TarEntry("caf\udce9", data=b"odd"), TarEntry("deep/" + "n" * 150 + "/f", data=b"l"),
+               TarEntry("cap", data=b"c", xattrs=(("user.note", b"hi"),))]]
+    convert(make_layout(tmp_path, layers), f"sif:{tmp_path / 'x.sif'}")
+    convert(f"sif:{tmp_path / 'x.sif'}", f"sandbox:{tmp_path / 'sb'}")
+    root = os.fsencode(tmp_path / "sb")
+    assert Path(os.fsdecode(os.path.join(root, b"caf\xe9"))).read_bytes() == b"odd"
+    assert (tmp_path / "sb" / ("deep/" + "n" * 150 + "/f")).read_bytes() == b"l"
+    assert os.getxattr(tmp_path / "sb" / "cap", "user.note") == b"hi"
+
+
+@pytest.mark.root
+def test_device_nodes_are_made_as_root(tmp_path: Path) -> None:
+    layers = [[TarEntry("dev", "dir"), TarEntry("dev/null", "char", device=(1, 3), mode=0o666)]]
+    convert(make_layout(tmp_path, layers), f"sandbox:{tmp_path / 'sb'}")
+    st = os.lstat(tmp_path / "sb/dev/null")
+    assert os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    assert st.st_mode & 0o777 == 0o666
