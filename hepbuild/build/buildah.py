@@ -238,29 +238,6 @@ def inspect_image_argv(settings: BuildahSettings, image: str) -> list[str]:
     return global_args(settings) + ["inspect", "--type", "image", image]
 
 
-def manifest_create_argv(settings: BuildahSettings, name: str) -> list[str]:
-    return global_args(settings) + ["manifest", "create", name]
-
-
-def manifest_add_argv(
-    settings: BuildahSettings, name: str, image_ref: str, arch: Arch
-) -> list[str]:
-    argv = global_args(settings) + ["manifest", "add", "--os", "linux", "--arch", arch.oci]
-    argv += ["--variant", arch.variant] if arch.variant else []
-    return argv + registry_args(settings) + [name, f"docker://{image_ref}"]
-
-
-def manifest_push_argv(
-    settings: BuildahSettings, name: str, dest: str, digestfile: Path
-) -> list[str]:
-    argv = global_args(settings) + ["manifest", "push", "--all"] + registry_args(settings)
-    return argv + ["--digestfile", str(digestfile), name, f"docker://{dest}"]
-
-
-def manifest_rm_argv(settings: BuildahSettings, name: str) -> list[str]:
-    return global_args(settings) + ["manifest", "rm", name]
-
-
 # --- running them --------------------------------------------------------------------------
 
 
@@ -351,17 +328,3 @@ class Buildah:
 
     def remove_container(self, container: str) -> None:
         tools.run(rm_argv(self.settings, container), check=False, quiet=True)
-
-    def manifest_create(self, name: str) -> None:
-        tools.run(manifest_create_argv(self.settings, name))
-
-    def manifest_add(self, name: str, image_ref: str, arch: Arch) -> None:
-        tools.run(manifest_add_argv(self.settings, name, image_ref, arch))
-
-    def manifest_push(self, name: str, dest: str) -> str:
-        with _digest_file() as digestfile:
-            tools.run(manifest_push_argv(self.settings, name, dest, digestfile))
-            return digestfile.read_text(encoding="utf-8").strip()
-
-    def manifest_remove(self, name: str) -> None:
-        tools.run(manifest_rm_argv(self.settings, name), check=False, quiet=True)

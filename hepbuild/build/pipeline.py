@@ -7,7 +7,6 @@ and then the multi-arch lists; ``write_outputs`` makes each cell's OCI/SIF/sandb
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import shutil
@@ -23,11 +22,13 @@ from hepbuild.build.bases import remote_digest
 from hepbuild.build.buildah import Buildah
 from hepbuild.build.cellbuild import BuildJob, build_cell, skipped_child
 from hepbuild.build.logscan import log_tail
-from hepbuild.build.publish import push_cell_images, push_lists, pushable
-from hepbuild.build.results import BuiltImage, PushedList
+from hepbuild.build.publish import push_cell_images, pushable
+from hepbuild.build.results import BuiltImage
 from hepbuild.build.scheduler import OrderedRunner
 from hepbuild.config.model import Cell, Config
 from hepbuild.errors import BuildError, HepbuildError
+from hepbuild.image.convert import convert as convert_image
+from hepbuild.release.versions import Release
 
 _PINNED = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
@@ -58,7 +59,8 @@ class Layout:
 @dataclass(frozen=True)
 class BuildReport:
     images: list[BuiltImage]
-    lists: list[PushedList] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)  # images whose tags did not move
     outputs: dict[str, list[str]] = field(default_factory=dict)  # cell id -> files written
     junit: str | None = None
 
@@ -151,14 +153,12 @@ def run_jobs(buildah: Buildah, jobs: Sequence[BuildJob], layout: Layout, *, max_
     return [results[job.cell.id] for job in jobs]
 
 
-def publish(buildah: Buildah, config: Config, jobs: Sequence[BuildJob],
-            images: Sequence[BuiltImage]) -> tuple[list[BuiltImage], list[PushedList]]:
+def push_images(buildah: Buildah, config: Config, jobs: Sequence[BuildJob],
+                images: Sequence[BuiltImage]) -> list[BuiltImage]:
+    """Per-arch images only; lists are left to ``build.publish.release_images``."""
     registry = config.profile.registry
     targets = {j.cell.id: naming.arch_ref(registry, j.cell) for j in jobs}
-    pushed = push_cell_images(buildah, images, targets)
-    list_refs = {j.cell.image_key: naming.list_ref(registry, j.cell) for j in jobs}
-    arches = {j.cell.id: j.cell.arch for j in jobs}
-    return pushed, push_lists(buildah, pushed, list_refs, arches)
+    return push_cell_images(buildah, images, targets)
 
 
 # --- outputs (OCI, SIF, sandbox) -----------------------------------------------------------
@@ -170,17 +170,12 @@ _SUFFIXES: dict[str, str] = {"oci": ".oci", "sif": ".sif", "sandbox": ".sandbox"
 def write_outputs(jobs: Sequence[BuildJob], images: Sequence[BuiltImage], layout: Layout,
                   *, max_workers: int) -> tuple[dict[str, list[str]], list[HepbuildError]]:
     """Each good cell's outputs into dist/<cell id>/; the errors come back, not raised."""
-    convert = _converter()
-    if convert is None:
-        output.warn("image conversion (hepbuild.image.convert) is not available yet; "
-                    "skipping the cells' oci/sif/sandbox outputs")
-        return {}, []
     by_id = {i.cell_id: i for i in images}
     todo = [job for job in jobs if pushable(by_id[job.cell.id]) and job.cell.recipe.outputs]
     written: dict[str, list[str]] = {}
     errors: list[HepbuildError] = []
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-        futures = {pool.submit(_outputs_for, convert, job, by_id[job.cell.id], layout): job
+        futures = {pool.submit(_outputs_for, convert_image, job, by_id[job.cell.id], layout): job
                    for job in todo}
         for future, job in futures.items():
             try:
@@ -214,14 +209,6 @@ def _replace(fresh: Path, final: Path) -> None:
     elif final.exists() or final.is_symlink():
         final.unlink()
     os.replace(fresh, final)
-
-
-def _converter() -> Callable[..., Any] | None:
-    try:
-        module = importlib.import_module("hepbuild.image.convert")
-    except ImportError:
-        return None
-    return getattr(module, "convert", None)
 
 
 # --- the verdict ---------------------------------------------------------------------------

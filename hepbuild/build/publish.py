@@ -1,19 +1,36 @@
-"""Pushing built images: one per cell and arch, then one multi-arch list per image tag.
+"""How built images leave this machine in ``hepbuild build --push``.
 
-These two functions are the only way images leave this machine in ``hepbuild build``, so
-the release step can swap them (dated tags, build records) without touching the builder.
+First each cell's per-arch image (``buildah push``) and, once the outputs are written, its
+SIF (over ORAS). Then each image whose every arch is good is released by the release code
+(``hepbuild.release``): the dated tag, then the moving tags, and the build records. That
+is the same path ``hepbuild publish`` takes, so the lists are identical whichever wrote them.
 """
 
 from __future__ import annotations
 
-import uuid
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
-from hepbuild import output
+from hepbuild import naming, output
 from hepbuild.build.buildah import Buildah
-from hepbuild.build.results import BuiltImage, PushedList
-from hepbuild.platforms import Arch
+from hepbuild.build.results import BuiltImage
+from hepbuild.cells import expand_matrix
+from hepbuild.config.model import Cell, Config
+from hepbuild.registry.oras import push_sif
+from hepbuild.release.publish import (
+    BuildInputs,
+    HarborSteps,
+    Provenance,
+    Published,
+    complete_images,
+    pair_cells,
+    publish_all,
+    recipe_commit,
+)
+from hepbuild.release.store import RegistryStore
+from hepbuild.release.targets import current_user
 
 
 def pushable(image: BuiltImage) -> bool:
@@ -38,42 +55,41 @@ def push_cell_images(
     return pushed
 
 
-def push_lists(
-    buildah: Buildah, images: Sequence[BuiltImage], list_refs: Mapping[str, str],
-    arch_of: Mapping[str, Arch],
-) -> list[PushedList]:
-    """One list per image key, holding every arch that was pushed, pushed with ``--all``.
-
-    Built only now, after every arch cell of the image finished, so a list never misses an
-    arch that was still building. ``arch_of`` maps cell id to its Arch.
-    """
-    by_key: dict[str, list[BuiltImage]] = {}
-    for image in images:
-        by_key.setdefault(image.image_key, []).append(image)
-    lists: list[PushedList] = []
-    for key in sorted(by_key):
-        members = [i for i in by_key[key] if i.pushed_ref]
-        missing = tuple(i.cell_id for i in by_key[key] if not i.pushed_ref)
-        if not members or key not in list_refs:
+def push_cell_sifs(
+    store: RegistryStore, config: Config, cells: Sequence[Cell],
+    outputs: Mapping[str, Sequence[str]],
+) -> list[str]:
+    """Push each cell's SIF output to ``<repository>-sif:<per-arch tag>``; returns the refs."""
+    registry = config.profile.registry
+    pushed = []
+    for cell in cells:
+        sif = next((Path(p) for p in outputs.get(cell.id, ()) if p.endswith(".sif")), None)
+        if sif is None:
             continue
-        if missing:
-            output.warn(f"list {list_refs[key]} lacks {', '.join(missing)} (not built or failed)")
-        lists.append(_push_one_list(buildah, key, list_refs[key], members, missing, arch_of))
-    return lists
+        ref = f"{naming.repository(registry, cell.recipe, sif=True)}:{naming.arch_tag(cell)}"
+        result = push_sif(store.client, sif, ref, cell.arch.name)
+        output.info(f"pushed {ref}@{result.digest} ({output.human_size(result.size)})")
+        pushed.append(ref)
+    return pushed
 
 
-def _push_one_list(buildah: Buildah, key: str, ref: str, members: Sequence[BuiltImage],
-                   missing: tuple[str, ...], arch_of: Mapping[str, Arch]) -> PushedList:
-    # A unique local name per run, so parallel runs never add to each other's list.
-    local = f"localhost/hepbuild-lists/{uuid.uuid4().hex}:list"
-    buildah.manifest_create(local)
-    try:
-        for image in sorted(members, key=lambda i: i.cell_id):
-            assert image.pushed_ref is not None
-            buildah.manifest_add(local, image.pushed_ref, arch_of[image.cell_id])
-        digest = buildah.manifest_push(local, ref)
-    finally:
-        buildah.manifest_remove(local)
-    platforms = tuple(sorted(i.platform for i in members))
-    output.info(f"pushed list {ref}@{digest} ({', '.join(platforms)})")
-    return PushedList(key, ref, digest, platforms, missing)
+def release_images(
+    store: RegistryStore, config: Config, images: Sequence[BuiltImage],
+    outputs: Mapping[str, list[str]], *, env: Mapping[str, str], when: dt.datetime,
+    records_dir: Path, harbor: HarborSteps | None = None,
+) -> Published:
+    """Dated then moving tags for every image this run touched, all arches or none.
+
+    Arches of an image that this run did not build are taken from the registry, so a list
+    never drops an arch; an arch that is missing there too blocks that image (its moving tags
+    stay where they were) and is reported, not raised.
+    """
+    cells = expand_matrix(config).cells
+    pushed = [i for i in images if i.pushed_ref or i.status != "built"]
+    inputs = complete_images(store, config, cells, BuildInputs(list(pushed), dict(outputs)))
+    provenance = Provenance(current_user(env), recipe_commit(config.root), when)
+    published = publish_all(store, config, pair_cells(cells, inputs), inputs, provenance,
+                            records_dir, harbor)
+    for message in published.blocked:
+        output.warn(message)
+    return published

@@ -26,12 +26,3 @@ class BuiltImage:
     error: str | None = None  # what went wrong, for failed or skipped cells
     image_key: str = ""  # group/name-base: the multi-arch image this belongs to
     step: str | None = None  # the failing Dockerfile step of a failed build
-
-
-@dataclass(frozen=True)
-class PushedList:
-    image_key: str
-    ref: str
-    digest: str
-    platforms: tuple[str, ...]
-    missing: tuple[str, ...] = ()  # cell ids of this image that did not build

@@ -72,7 +72,9 @@ def _variables(options: PipelineOptions) -> dict[str, str]:
     return {
         "HEPBUILD_PROFILE": options.profile,
         "HEPBUILD_BUILD_CMD": options.build_cmd,
-        "HEPBUILD_BUILD_ARGS": "--push" if options.publish else "--no-push",
+        # Arch jobs push only their per-arch tag; the image job writes the dated list and
+        # the publish stage moves the version and latest tags, once every arch is good.
+        "HEPBUILD_BUILD_ARGS": "--push --no-lists" if options.publish else "--no-push",
         "HEPBUILD_LIST_CMD": options.list_cmd,
     }
 
@@ -145,7 +147,9 @@ def _image_job(
         "stage": IMAGES_STAGE,
         "needs": [{"job": m.cell_id, "artifacts": False} for m in members],
         "variables": {"HEPBUILD_IMAGE": image},
-        "script": [f"$HEPBUILD_LIST_CMD {_quote(image)}"],
+        # HEPBUILD_RELEASE_TIME is the parent pipeline's creation time (set on the trigger
+        # job), so this dated tag is the one the publish stage finds and moves tags to.
+        "script": [f'$HEPBUILD_LIST_CMD {_quote(image)} --time "$HEPBUILD_RELEASE_TIME"'],
         "interruptible": True,
         "timeout": options.timeout,
         "resource_group": resource_group(cell, naming.version_tag(cell)),

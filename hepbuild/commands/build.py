@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hepbuild import output
-from hepbuild.build import pipeline
+from hepbuild.build import pipeline, publish
 from hepbuild.build.junit import write_junit
 from hepbuild.build.options import add_buildah_options, make_buildah
-from hepbuild.build.results import BuiltImage, PushedList
+from hepbuild.build.results import BuiltImage
+from hepbuild.commands._args import utc_time
+from hepbuild.config.model import Cell, Config
 from hepbuild.errors import HepbuildError, UsageError
+from hepbuild.release.publish import harbor_steps
+from hepbuild.release.store import open_store
+
+RESULTS = Path("build") / "results.json"
+RECORDS_DIR = Path("build") / "records"
 
 SUMMARY_COLUMNS = ["cell", "status", "test", "reference", "digest", "size", "time"]
 
@@ -24,7 +34,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                         help="cells built at the same time (default: 1)")
     parser.add_argument("--push", action=argparse.BooleanOptionalAction, default=True,
-                        help="push per-arch images and multi-arch lists (default: --push)")
+                        help="push per-arch images and SIFs, then release each complete image: "
+                        "dated tag, moving tags, build records (default: --push)")
+    parser.add_argument("--lists", action=argparse.BooleanOptionalAction, default=True,
+                        help="with --push, also release the multi-arch lists; CI arch jobs use "
+                        "--no-lists and leave that to the image job and publish stage")
+    parser.add_argument("--time", type=utc_time, default=None, metavar="ISO8601",
+                        help="time stamp of the dated tags (default: now)")
     parser.add_argument("--no-test", dest="test", action="store_false",
                         help="do not run the recipes' test commands in the built images")
     parser.add_argument("--outputs", action=argparse.BooleanOptionalAction, default=True,
@@ -51,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
     with output.section("build", f"build with --jobs {args.jobs}", collapsed=False):
         images = pipeline.run_jobs(buildah, jobs, layout, max_workers=args.jobs,
                                    run_tests=args.test)
-    lists: list[PushedList] = []
     if args.push:
-        with output.section("push", "push per-arch images and multi-arch lists"):
-            images, lists = pipeline.publish(buildah, config, jobs, images)
+        with output.section("push", "push per-arch images"):
+            images = pipeline.push_images(buildah, config, jobs, images)
     junit = write_junit(images, layout.junit_path)
     outputs: dict[str, list[str]] = {}
     output_errors: list[HepbuildError] = []
@@ -62,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
         with output.section("outputs", "write oci/sif/sandbox outputs into dist/"):
             outputs, output_errors = pipeline.write_outputs(jobs, images, layout,
                                                             max_workers=args.jobs)
-
-    _report(args, pipeline.BuildReport(images, lists, outputs, str(junit)))
+    report = pipeline.BuildReport(images, outputs=outputs, junit=str(junit))
+    if args.push:
+        report = _release(args, config, cells, report, root)
+    _write_results(report, root / RESULTS)
+    _report(args, report)
     failure = pipeline.first_failure(images)
     if failure is not None:
         raise failure
@@ -72,13 +90,46 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release(args: argparse.Namespace, config: Config, cells: list[Cell],
+             report: pipeline.BuildReport, root: Path) -> pipeline.BuildReport:
+    """SIFs over ORAS, then (with --lists) dated and moving tags and the build records."""
+    env = dict(os.environ)
+    if getattr(args, "authfile", None):
+        env["REGISTRY_AUTH_FILE"] = str(args.authfile)  # the same login buildah used
+    store = open_store(config.profile.registry, env)
+    with store.client:
+        if any(report.outputs.values()):
+            with output.section("push_sif", "push SIF files"):
+                publish.push_cell_sifs(store, config, cells, report.outputs)
+        if not args.lists:
+            return report
+        with output.section("release", "release images: dated tag, moving tags, records"):
+            published = publish.release_images(
+                store, config, report.images, report.outputs, env=env,
+                when=args.time or dt.datetime.now(dt.timezone.utc),
+                records_dir=root / RECORDS_DIR, harbor=harbor_steps(config, env))
+    return replace(report, releases=published.releases, blocked=published.blocked)
+
+
+def _write_results(report: pipeline.BuildReport, path: Path) -> None:
+    """build/results.json, what ``hepbuild publish`` reads; written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(output.to_jsonable(report), indent=2, sort_keys=True) + "\n")
+    os.replace(temp, path)
+
+
 def _report(args: argparse.Namespace, report: pipeline.BuildReport) -> None:
     if args.json:
         output.emit_json(report)
         return
     output.print_table([_row(i) for i in report.images], SUMMARY_COLUMNS)
-    for pushed in report.lists:
-        print(f"list {pushed.ref}@{pushed.digest}: {', '.join(pushed.platforms)}")
+    for release in report.releases:
+        tags = ", ".join((release.dated_tag, *release.moving_tags))
+        print(f"list {release.repository}:{release.moving_tags[0]}@{release.digest}: "
+              f"{', '.join(release.platforms)} (tags {tags})")
+    for message in report.blocked:
+        print(f"not released: {message}")
     for cell_id, files in sorted(report.outputs.items()):
         print(f"outputs of {cell_id}: {', '.join(files)}")
     print(f"test report: {report.junit}")

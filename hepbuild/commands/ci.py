@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hepbuild import naming
 from hepbuild.ci import assemble, keys, pipeline
 from hepbuild.ci.plan import Plan, PlanRequest, SnapshotLoader, make_plan
 from hepbuild.ci.project import Snapshot, load_snapshot
+from hepbuild.commands._args import utc_time
 from hepbuild.errors import UsageError
-from hepbuild.output import emit_json, print_table, section, short_digest, warn
+from hepbuild.output import emit_json, print_table, section, short_digest
 
 DEFAULT_OUTPUT = "build/child-pipeline.yml"
 SUMMARY_COLUMNS = ("cell", "action", "reason", "ref", "key", "seconds")
@@ -55,11 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.set_defaults(func=run)
 
     assemble = ci_sub.add_parser(
-        "assemble", help="write an image's multi-arch list from its per-arch tags in the registry"
+        "assemble",
+        help="write an image's dated multi-arch list from its per-arch tags in the registry",
     )
     assemble.add_argument("image", metavar="IMAGE", help="image key, e.g. base/login-node-debian12")
     assemble.add_argument("--profile", help="matrix profile (default: $HEPBUILD_PROFILE)")
     assemble.add_argument("--json", action="store_true", help="print the list as JSON")
+    assemble.add_argument(
+        "--time", type=utc_time, default=None, metavar="ISO8601",
+        help="time stamp of the dated tag; use the pipeline's $CI_PIPELINE_CREATED_AT so that "
+        "the publish stage finds the same tag (default: now)",
+    )
     assemble.set_defaults(func=run_assemble)
 
     images = ci_sub.add_parser(
@@ -165,8 +172,7 @@ def _report(plan: Plan, document: dict[str, Any], *, as_json: bool) -> None:
 def run_assemble(args: argparse.Namespace) -> int:
     from hepbuild.cells import expand_matrix
     from hepbuild.config.load import load_config
-    from hepbuild.registry.auth import load_credentials
-    from hepbuild.registry.client import RegistryClient
+    from hepbuild.release.store import open_store
 
     env = dict(os.environ)
     config = load_config(Path.cwd(), profile=args.profile, env=env)
@@ -174,19 +180,15 @@ def run_assemble(args: argparse.Namespace) -> int:
     if not cells:
         raise UsageError(f"no cell of the matrix belongs to image {args.image!r}",
                          "image keys look like group/name-base; see `hepbuild matrix`")
-    registry = config.profile.registry
-    host = keys.split_ref(naming.arch_ref(registry, cells[0]))[0]
-    client = RegistryClient(host, insecure=registry.insecure, ca_file=registry.ca_file,
-                            credentials=load_credentials(host, env))
-    with client, section(f"assemble_{args.image}", f"assemble {args.image}"):
-        result = assemble.assemble_list(client, registry, cells)
-    for cell_id in result.missing:
-        warn(f"{result.ref} lacks {cell_id}: no per-arch image in the registry")
+    when = args.time or dt.datetime.now(dt.timezone.utc)
+    store = open_store(config.profile.registry, env)
+    with store.client, section(f"assemble_{args.image}", f"assemble {args.image}"):
+        result = assemble.assemble_list(store, config, cells, when)
     if args.json:
         emit_json(result)
         return 0
-    print_table([{"cell": e.cell_id, "ref": e.ref, "digest": short_digest(e.digest)}
-                 for e in result.entries], ("cell", "ref", "digest"))
+    print_table([{"cell": c, "platform": p} for c, p in zip(result.cells, result.platforms,
+                                                             strict=True)], ("cell", "platform"))
     print(f"{result.ref} -> {result.digest}")
     return 0
 

@@ -11,17 +11,18 @@ from typing import Any
 
 from hepbuild import output
 from hepbuild.cells import expand_matrix, select_cells
+from hepbuild.commands._args import utc_time
 from hepbuild.config.load import load_config
 from hepbuild.config.model import Config
 from hepbuild.errors import UsageError
-from hepbuild.registry.auth import load_credentials
-from hepbuild.registry.harbor import SEVERITY_RANK, HarborClient
+from hepbuild.registry.harbor import SEVERITY_RANK
 from hepbuild.release.publish import (
     BuildInputs,
     HarborSteps,
     Provenance,
     Published,
     complete_images,
+    harbor_steps,
     inputs_from_registry,
     load_build_inputs,
     pair_cells,
@@ -55,22 +56,12 @@ def register(sub: Any) -> None:
                              "worse than LEVEL (None, Low, Medium, High, Critical)")
     parser.add_argument("--scan-timeout", type=float, default=600.0, metavar="SECONDS",
                         help="Harbor: how long to wait for a scan with --max-severity")
-    parser.add_argument("--time", type=_utc_time, default=None, metavar="ISO8601",
+    parser.add_argument("--time", type=utc_time, default=None, metavar="ISO8601",
                         help="time stamp of the dated tags, e.g. $CI_PIPELINE_CREATED_AT "
                              "(default: now)")
     parser.add_argument("--profile", default=None, help="profile in matrix.yaml (its registry)")
     parser.add_argument("--json", action="store_true", help="print the releases as JSON")
     parser.set_defaults(func=run)
-
-
-def _utc_time(text: str) -> dt.datetime:
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if when.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z or +00:00")
-    return when
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +94,8 @@ def _inputs(args: argparse.Namespace, config: Config, store: ManifestStore) -> B
 
 
 def _harbor(args: argparse.Namespace, config: Config) -> HarborSteps | None:
-    registry = config.profile.registry
-    if registry.kind != "harbor":
-        return None
-    host = registry.url.split("/", 1)[0]
-    client = HarborClient.for_registry(registry, load_credentials(host, os.environ))
-    return HarborSteps(client, max_severity=args.max_severity, scan_timeout=args.scan_timeout)
+    return harbor_steps(config, os.environ, max_severity=args.max_severity,
+                        scan_timeout=args.scan_timeout)
 
 
 def _ensure_project(args: argparse.Namespace, config: Config) -> int:

@@ -22,6 +22,7 @@ from hepbuild import __version__, naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Cell, Config
 from hepbuild.errors import ConfigError, Problem, RegistryError, UsageError
+from hepbuild.registry.auth import load_credentials
 from hepbuild.registry.harbor import HarborClient, scan_gate, split_repository
 from hepbuild.release.records import (
     BUILD_RECORD_TYPE,
@@ -159,6 +160,19 @@ class HarborSteps:
     label: str = HARBOR_LABEL
     max_severity: str | None = None  # gate: wait for the scans, refuse worse findings
     scan_timeout: float = 600.0
+
+
+def harbor_steps(
+    config: Config, env: Mapping[str, str], *, max_severity: str | None = None,
+    scan_timeout: float = 600.0,
+) -> HarborSteps | None:
+    """The Harbor steps for a profile whose registry is a Harbor; None for any other."""
+    registry = config.profile.registry
+    if registry.kind != "harbor":
+        return None
+    host = registry.url.split("/", 1)[0]
+    client = HarborClient.for_registry(registry, load_credentials(host, env))
+    return HarborSteps(client, max_severity=max_severity, scan_timeout=scan_timeout)
 
 
 def publish_all(

@@ -79,6 +79,21 @@ def publish_image(
     registry: Registry,
 ) -> Release:
     """Push the dated tag of one image, then its moving tags; all arches or nothing."""
+    cell, plans, dated = push_dated(client, cells_results, when, registry=registry)
+    for plan in plans:
+        for tag in moving_tags(cell):
+            client.put_manifest(plan.repository, tag, plan.data, plan.media_type)
+    return _release(registry, cell, cells_results, plans, dated)
+
+
+def plan_lists(
+    client: ManifestStore, cells_results: Sequence[CellResult], *, registry: Registry
+) -> list[ListPlan]:
+    """The multi-arch list of one image (and of its SIFs), checked before anything is written.
+
+    This is the only place a list is made, so the CI image job, ``hepbuild build --push``
+    and ``hepbuild publish`` write byte-identical lists for the same per-arch images.
+    """
     cell = _check_one_image(cells_results)
     check_all_built(cells_results)
     oci_repo = repository_path(registry, naming.repository(registry, cell.recipe))
@@ -86,17 +101,23 @@ def publish_image(
     if "sif" in cell.recipe.outputs:
         sif_repo = repository_path(registry, naming.repository(registry, cell.recipe, sif=True))
         plans.append(_list_plan(sif_repo, _sif_manifests(client, sif_repo, cells_results)))
+    return plans
 
+
+def push_dated(
+    client: ManifestStore, cells_results: Sequence[CellResult], when: dt.datetime, *,
+    registry: Registry,
+) -> tuple[Cell, list[ListPlan], str]:
+    """Write only the immutable dated tag of one image; no moving tag is touched."""
+    cell = _check_one_image(cells_results)
+    plans = plan_lists(client, cells_results, registry=registry)
     dated = naming.dated_tag(cell, when)
     # A retried job finds its dated tag already there, with the same bytes: leave it alone
     # (Harbor refuses any write to a tag its immutability rule covers).
     to_write = [plan for plan in plans if not _dated_exists(client, plan, dated)]
     for plan in to_write:
         client.put_manifest(plan.repository, dated, plan.data, plan.media_type)
-    for plan in plans:
-        for tag in moving_tags(cell):
-            client.put_manifest(plan.repository, tag, plan.data, plan.media_type)
-    return _release(registry, cell, cells_results, plans, dated)
+    return cell, plans, dated
 
 
 def _release(

@@ -1,4 +1,4 @@
-"""bases -> build -> test -> push -> multi-arch list, with real buildah, qemu and a registry.
+"""bases -> build -> test -> push -> release (dated tag, moving tags, records), with real buildah, qemu and a registry.
 
 The project (tests/data/build/project) uses busybox bases for x86_64 and arm64, so the
 arm64 RUN steps and tests really run under qemu, yet everything takes seconds.
@@ -121,14 +121,26 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
     # The parent's log shows its RUN step ran as aarch64 (qemu); the child waited for it.
     assert "STEP" in Path(images[f"{group}/parent-bb-arm64"]["log"]).read_text()
 
-    lists = {entry["image_key"]: entry for entry in report["lists"]}
-    assert sorted(lists) == [f"{group}/child-bb", f"{group}/parent-bb"]
-    index = _raw(lists[f"{group}/parent-bb"]["ref"])
+    releases = {entry["image_key"]: entry for entry in report["releases"]}
+    assert sorted(releases) == [f"{group}/child-bb", f"{group}/parent-bb"]
+    assert report["blocked"] == []
+    parent = releases[f"{group}/parent-bb"]
+    version_tag, latest_tag = parent["moving_tags"]
+    assert latest_tag == "bb-latest" and version_tag.endswith("-bb")
+    index = _raw(f"{parent['repository']}:{version_tag}")
     platforms = sorted((m["platform"]["architecture"], m["platform"].get("variant"))
                        for m in index["manifests"])
     assert platforms == [("amd64", None), ("arm64", "v8")]
     pushed = {m["digest"] for m in index["manifests"]}
     assert pushed == {images[f"{group}/parent-bb-{a}"]["digest"] for a in ("x86_64", "arm64")}
+    # The dated tag holds the very same list, and the moving tags point at it.
+    assert _raw(f"{parent['repository']}:{parent['dated_tag']}") == index
+    assert _raw(f"{parent['repository']}:{latest_tag}") == index
+    # build/results.json is what `hepbuild publish` reads, and a record was kept per cell.
+    results = json.loads((project / "build" / "results.json").read_text())
+    assert sorted(i["cell_id"] for i in results["images"]) == sorted(images)
+    records = sorted(p.name for p in (project / "build" / "records").glob("*.json"))
+    assert records == sorted(c.replace("/", "__") + ".json" for c in images)
 
     junit = ET.parse(project / "build" / "reports" / "junit.xml").getroot().find("testsuite")
     assert junit is not None and (junit.get("tests"), junit.get("failures")) == ("4", "0")
@@ -140,7 +152,7 @@ def _assert_buildah_calls(argv_log: Path, auth: Path) -> None:
     buildah = [c for c in calls if Path(c[0]).name == "buildah"]
     assert not any(a.startswith("--creds") for c in calls for a in c)
     pushes = [c for c in buildah if "push" in c]
-    assert len(pushes) == 4 + 2  # four images, two lists
+    assert len(pushes) == 4  # the four per-arch images; lists go through the registry client
     assert all(c[c.index("--authfile") + 1] == str(auth) and "--digestfile" in c for c in pushes)
     builds = [c for c in buildah if "build" in c]
     arm = [c for c in builds if c[c.index("--arch") + 1] == "arm64"]

@@ -89,8 +89,11 @@ def test_child_pipeline_builds_then_the_next_plan_skips_everything(
     assert [c["cell"] for c in first["cells"]] == cells
     assert {c["action"] for c in first["cells"]} == {"build"}
 
+    # The trigger job hands the parent pipeline's creation time down as HEPBUILD_RELEASE_TIME.
+    created = "2026-12-04T03:00:00Z"
     ran = gitlab_ci_local(root, "--file", "child.yml", "--shell-executor-no-image",
-                          "--no-json-schema-validation", *cells, *images)
+                          "--no-json-schema-validation",
+                          "--variable", f"HEPBUILD_RELEASE_TIME={created}", *cells, *images)
     failed = [line for line in ran.stdout.splitlines() if "FAIL" in line or "rror" in line]
     assert ran.returncode == 0, "\n".join([*failed, ran.stderr[-2000:], ran.stdout[-3000:]])
     for job in [*cells, *images]:
@@ -101,8 +104,13 @@ def test_child_pipeline_builds_then_the_next_plan_skips_everything(
     # What the parent's publish stage runs next, with the image keys the plan names.
     named = hepbuild(root, "ci", "images", "plan.json").stdout.split()
     assert named == sorted(images)
-    published = json.loads(hepbuild(root, "publish", *named, "--json").stdout)
+    published = json.loads(hepbuild(root, "publish", "--time", created, *named,
+                                    "--json").stdout)
     assert sorted(r["image_key"] for r in published["releases"]) == sorted(images)
+    # The image jobs wrote the dated tags; publish found those very lists and moved the
+    # moving tags to them.
+    stamps = {r["dated_tag"].rsplit("-", 1)[1] for r in published["releases"]}
+    assert stamps == {"20261204T030000Z"}
 
     again = json.loads(hepbuild(root, "ci", "plan", "--all", "--json",
                                 "--output", "again.yml").stdout)

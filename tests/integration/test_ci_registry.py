@@ -6,6 +6,7 @@ and one small layer, exactly what the planner reads back (manifest -> config -> 
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -25,6 +26,7 @@ from hepbuild.cli import main
 from hepbuild.registry import media
 from hepbuild.registry.client import RegistryClient
 from hepbuild.registry.server import LocalRegistry
+from hepbuild.release.store import RegistryStore
 from tests.integration.registry_fixtures import registry_http  # noqa: F401
 from tests.unit.test_ci_git import ALL_CELLS, edit, write_project
 
@@ -127,20 +129,27 @@ def test_a_changed_recipe_with_a_stale_image_is_built_with_its_child(
         "site/child-deb12-arm64", "site/child-deb12-x86_64", "site/child-el9-x86_64"]
 
 
-def test_assemble_writes_a_list_of_every_arch_in_the_registry(
+def test_assemble_writes_the_dated_list_of_every_arch_and_moves_no_tag(
     published_project: tuple[git.Repo, RegistryClient],
 ) -> None:
     repo, client = published_project
     snap = load_snapshot(Path(str(repo.working_tree_dir)), None, {})
     cells = [c for c in snap.cells if c.image_key == "site/base-deb12"]
-    result = assemble_list(client, snap.config.profile.registry, cells)
-    assert result.missing == ()
+    when = dt.datetime(2026, 12, 4, 3, 0, 0, tzinfo=dt.timezone.utc)
+    result = assemble_list(RegistryStore(client), snap.config, cells, when)
     _, list_repo, list_tag = keys.split_ref(result.ref)
+    assert list_tag == naming.dated_tag(cells[0], when)
     stored = client.get_manifest(list_repo, list_tag)
     assert stored.digest == result.digest and stored.is_index
     platforms = sorted((m["platform"]["architecture"], m["platform"].get("variant"))
                        for m in stored.json()["manifests"])
     assert platforms == [("amd64", None), ("arm64", "v8")]
+    # The moving tags are the publish stage's: assembling moves neither of them.
+    assert client.manifest_exists(list_repo, naming.version_tag(cells[0])) is None
+    assert client.manifest_exists(list_repo, naming.latest_tag(cells[0])) is None
+    # Assembling again at the same time finds the same bytes and leaves them alone.
+    again = assemble_list(RegistryStore(client), snap.config, cells, when)
+    assert again.digest == result.digest
 
 
 def test_assemble_command_and_unknown_image(
@@ -148,10 +157,10 @@ def test_assemble_command_and_unknown_image(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(Path(str(published_project[0].working_tree_dir)))
-    assert main(["ci", "assemble", "exp/tool-deb12", "--json"]) == 0
+    assert main(["ci", "assemble", "exp/tool-deb12", "--json",
+                 "--time", "2026-12-04T03:00:00Z"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["ref"].endswith("/exp/tool:2.0-deb12")
-    assert sorted(e["cell_id"] for e in result["entries"]) == [
-        "exp/tool-deb12-arm64", "exp/tool-deb12-x86_64"]
+    assert result["ref"].endswith("/exp/tool:2.0-deb12-20261204T030000Z")
+    assert result["cells"] == ["exp/tool-deb12-arm64", "exp/tool-deb12-x86_64"]
     assert main(["ci", "assemble", "exp/nothing-deb12"]) == 2
     assert "no cell of the matrix belongs to image 'exp/nothing-deb12'" in capsys.readouterr().err

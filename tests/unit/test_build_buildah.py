@@ -97,8 +97,6 @@ def test_credentials_only_as_authfile_never_creds() -> None:
         bd.build_argv(settings, dockerfile=Path("D"), context=Path("."), tag="t",
                       arch=get_arch("arm64")),
         bd.push_argv(settings, "src", "127.0.0.1:5000/a/b:1", Path("/tmp/d")),
-        bd.manifest_add_argv(settings, "l", "127.0.0.1:5000/a/b:1", get_arch("arm64")),
-        bd.manifest_push_argv(settings, "l", "127.0.0.1:5000/a/b:1", Path("/tmp/d")),
         bd.from_argv(settings, "img", "ctr", pull="missing"),
     ]
     for argv in argvs:
@@ -112,14 +110,6 @@ def test_push_argv_reads_the_digest_from_a_file() -> None:
     assert argv[-2:] == ["localhost/x:1", "docker://reg:5000/x:1"]
     assert argv[argv.index("--digestfile") + 1] == "/tmp/dig"
     assert "--tls-verify=false" not in argv
-
-
-def test_manifest_add_and_push_all() -> None:
-    add = bd.manifest_add_argv(SETTINGS, "localhost/l:1", "reg/x:1-arm64", get_arch("arm64"))
-    assert add[add.index("--arch") + 1] == "arm64" and add[add.index("--variant") + 1] == "v8"
-    assert add[-2:] == ["localhost/l:1", "docker://reg/x:1-arm64"]
-    push = bd.manifest_push_argv(SETTINGS, "localhost/l:1", "reg/x:1", Path("d"))
-    assert "--all" in push and push[-1] == "docker://reg/x:1"
 
 
 def test_run_argv_uses_the_isolation_and_a_shell() -> None:

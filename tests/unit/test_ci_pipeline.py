@@ -98,7 +98,7 @@ def test_image_job_needs_all_its_arch_jobs_and_assembles_the_list() -> None:
     job = child()["site/base-deb"]
     assert job["needs"] == [{"job": "site/base-deb-x86_64", "artifacts": False},
                             {"job": "site/base-deb-arm64", "artifacts": False}]
-    assert job["script"] == ["$HEPBUILD_LIST_CMD 'site/base-deb'"]
+    assert job["script"] == ["$HEPBUILD_LIST_CMD 'site/base-deb' --time \"$HEPBUILD_RELEASE_TIME\""]
     assert job["stage"] == "images"
 
 
@@ -139,7 +139,7 @@ def test_setup_lines_become_every_jobs_before_script() -> None:
 
 
 def test_default_branch_pushes() -> None:
-    assert child()["variables"]["HEPBUILD_BUILD_ARGS"] == "--push"
+    assert child()["variables"]["HEPBUILD_BUILD_ARGS"] == "--push --no-lists"
 
 
 def test_generated_and_project_pipelines_pass_gitlab_schema(tmp_path: Path) -> None:
