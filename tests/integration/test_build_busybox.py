@@ -1,4 +1,4 @@
-"""bases -> build -> test -> push -> release (dated tag, moving tags, records), with real buildah, qemu and a registry.
+"""bases -> build -> test -> push -> release (dated and moving tags, records), for real.
 
 The project (tests/data/build/project) uses busybox bases for x86_64 and arm64, so the
 arm64 RUN steps and tests really run under qemu, yet everything takes seconds.
