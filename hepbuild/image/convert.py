@@ -63,11 +63,17 @@ class ConvertResult:
 
 
 def convert(src: str, dst: str, *, arch: str | None = None, authfile: Path | None = None,
-            tls_verify: bool = True) -> ConvertResult:
-    """Convert ``src`` to ``dst`` (skopeo-style references, plus ``sif:`` and ``sandbox:``)."""
+            tls_verify: bool = True, compression_level: int = squashfs.DEFAULT_LEVEL
+            ) -> ConvertResult:
+    """Convert ``src`` to ``dst`` (skopeo-style references, plus ``sif:`` and ``sandbox:``).
+
+    ``compression_level`` is the gzip level (1-9) of a SIF's squashfs partition.
+    """
     start = time.monotonic()
     source, target = parse_ref(src), parse_ref(dst)
-    access = Access(authfile, tls_verify)
+    if not 1 <= compression_level <= 9:
+        raise UsageError(f"compression level {compression_level} is not between 1 and 9")
+    access = Access(authfile, tls_verify, compression_level)
     _check_pair(source, target)
     with _workspace(target) as work:
         produced = _dispatch(source, target, arch, access, work)
@@ -112,7 +118,7 @@ def _dispatch(source: ImageRef, target: ImageRef, arch: str | None, access: Acce
         if target.format == "sandbox":
             return _oci_to_sandbox(image, source, target.path, work)
         if target.format == "sif":
-            return _oci_to_sif(image, source, target.path, work)
+            return _oci_to_sif(image, source, target.path, work, access.compression_level)
         return _oci_to_oci(image, target, access, work)
     if source.format == "sif":
         sandbox = _sif_to_sandbox(source.path, work / "rootfs")
@@ -122,7 +128,7 @@ def _dispatch(source: ImageRef, target: ImageRef, arch: str | None, access: Acce
         config = _config_from_sif(source.path)
         return _sandbox_to_oci(sandbox, config, target, access, work)
     if target.format == "sif":
-        return _sandbox_to_sif(source.path, target.path, arch, work)
+        return _sandbox_to_sif(source.path, target.path, arch, work, access.compression_level)
     return _sandbox_to_oci(source.path, _default_config(arch), target, access, work)
 
 
@@ -188,15 +194,16 @@ def _oci_to_sandbox(image: oci.OciImage, ref: ImageRef, target: Path, work: Path
     return _Produced(None, image.manifest_digest, _image_arch(image))
 
 
-def _oci_to_sif(image: oci.OciImage, ref: ImageRef, target: Path, work: Path) -> _Produced:
+def _oci_to_sif(image: oci.OciImage, ref: ImageRef, target: Path, work: Path, level: int
+                ) -> _Produced:
     flat = _with_metadata(image, ref, work)
     squash = work / "rootfs.sqfs"
     if tools.have_tool("tar2sqfs"):
-        squashfs.stream_to_squashfs(flat, squash)
+        squashfs.stream_to_squashfs(flat, squash, level)
     else:
         staged = work / "rootfs"
         unpack_tree(flat, staged).warn_changes()
-        squashfs.squash_directory(staged, squash)
+        squashfs.squash_directory(staged, squash, level=level)
     definition = _definition(ref)
     arch = _image_arch(image) or host_arch().oci
     objects = [
@@ -372,11 +379,12 @@ def _retag(layout: Path, tag: str) -> None:
     (layout / "index.json").write_text(json.dumps(index, indent=2))
 
 
-def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path) -> _Produced:
+def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path, level: int
+                    ) -> _Produced:
     if not root.is_dir():
         raise ImageError(f"sandbox {root} is not a directory")
     squash = work / "rootfs.sqfs"
-    squashfs.squash_directory(root, squash, all_root=os.geteuid() != 0)
+    squashfs.squash_directory(root, squash, all_root=os.geteuid() != 0, level=level)
     platform = parse_platform(arch) if arch else parse_platform(host_arch().name)
     definition = apptainer.deffile("localimage", str(root))
     objects = [sif.NewObject(sif.DATA_DEFFILE, definition.encode()),

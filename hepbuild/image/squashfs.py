@@ -11,16 +11,20 @@ from hepbuild.errors import ImageError
 from hepbuild.image.flatten import Flattener, write_tar
 
 COMPRESSOR = "gzip"  # what Apptainer writes by default and every squashfs mounter reads
+# gzip level 6 packs ~3x faster than level 9 (mksquashfs' default) for ~0.5 % more bytes on a
+# Debian image; 9 stays one option away for those who prefer the smallest file.
+DEFAULT_LEVEL = 6
 
 
 def jobs() -> str:
     return str(max(1, len(os.sched_getaffinity(0))))
 
 
-def stream_to_squashfs(flat: Flattener, target: Path) -> int:
+def stream_to_squashfs(flat: Flattener, target: Path, level: int = DEFAULT_LEVEL) -> int:
     """Pipe the merged tree as one tar into tar2sqfs; returns the member count."""
     tool = tools.find_tool("tar2sqfs")
     argv = [tool.path, "--quiet", "--force", "--no-skip", "--compressor", COMPRESSOR,
+            "--comp-extra", f"level={level}",
             "--num-jobs", jobs(), "--defaults", "mode=0755", str(target)]
     proc = tools.spawn(argv, stdin=tools.subprocess.PIPE,
                        stdout=tools.subprocess.DEVNULL, stderr=tools.subprocess.PIPE)
@@ -46,11 +50,12 @@ def stream_to_squashfs(flat: Flattener, target: Path) -> int:
     return count
 
 
-def squash_directory(source: Path, target: Path, offset: int = 0, all_root: bool = False
-                     ) -> None:
+def squash_directory(source: Path, target: Path, offset: int = 0, all_root: bool = False,
+                     level: int = DEFAULT_LEVEL) -> None:
     """mksquashfs a sandbox; with ``offset`` it writes into an existing file after that."""
     tool = tools.find_tool("mksquashfs", version_args=("-version",))
     argv = [tool.path, str(source), str(target), "-noappend", "-comp", COMPRESSOR,
+            "-Xcompression-level", str(level),
             "-processors", jobs(), "-no-progress", "-quiet"]
     if all_root:
         argv.append("-all-root")  # a normal user's sandbox: its files belong to root inside

@@ -14,6 +14,7 @@ from pathlib import Path
 from hepbuild import tools
 from hepbuild.errors import ImageError, UsageError
 from hepbuild.image.oci import INDEX_TYPES
+from hepbuild.image.squashfs import DEFAULT_LEVEL
 from hepbuild.platforms import Platform, host_arch, parse_platform, pick_platform
 
 OCI_LIKE = ("oci", "oci-archive", "docker-archive", "docker", "containers-storage")
@@ -74,8 +75,11 @@ def _parse_oci(rest: str) -> ImageRef:
 
 @dataclass(frozen=True)
 class Access:
+    """How to reach registries, and how hard to pack squashfs (the caller's options)."""
+
     authfile: Path | None = None
     tls_verify: bool = True
+    compression_level: int = DEFAULT_LEVEL
 
 
 def _access_args(ref: ImageRef, access: Access, side: str) -> list[str]:
