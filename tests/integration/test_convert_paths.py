@@ -257,3 +257,20 @@ def test_device_nodes_are_made_as_root(tmp_path: Path) -> None:
     st = os.lstat(tmp_path / "sb/dev/null")
     assert os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
     assert st.st_mode & 0o777 == 0o666
+
+
+def test_sandbox_to_oci_with_a_default_config(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/tool").write_text("#!/bin/sh\n")
+    os.link(root / "usr/bin/tool", root / "usr/bin/tool2")
+    (root / "lib").symlink_to("usr/lib")
+    convert(f"sandbox:{root}", f"oci:{tmp_path / 'out'}:v1")
+    image = oci.open_layout(tmp_path / "out", "v1", "x86_64")
+    assert image.config["architecture"] == "amd64"
+    assert image.config["config"]["Env"][0].startswith("PATH=")
+    assert len(image.layers) == 1 and image.layers[0].media_type == oci.OCI_LAYER_GZIP
+    convert(f"oci:{tmp_path / 'out'}:v1", f"sandbox:{tmp_path / 'again'}")
+    again = tmp_path / "again"
+    assert os.readlink(again / "lib") == "usr/lib"
+    assert os.stat(again / "usr/bin/tool").st_ino == os.stat(again / "usr/bin/tool2").st_ino

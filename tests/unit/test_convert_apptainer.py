@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from hepbuild.image.apptainer import env_script, runscript
+from hepbuild.image.apptainer import (
+    BASE_DIRS,
+    TOP_LINKS,
+    Metadata,
+    env_script,
+    metadata_layer,
+    runscript,
+)
+from hepbuild.image.flatten import Flattener
+from hepbuild.image.layout import TarEntry, tar_bytes
 
 SHELLS = ["sh", "bash", "dash"]
 R1_ENTRYPOINT = ["sh", "-c", 'echo EP && "$0" "$@"']
@@ -114,3 +126,30 @@ def test_runscript_header_lines() -> None:
     lines = text.splitlines()
     assert lines[1] == "OCI_ENTRYPOINT='\"/docker-entrypoint.sh\"'"
     assert lines[2] == "OCI_CMD='\"nginx\" \"-g\" \"daemon off;\"'"
+
+
+def test_metadata_layer_adds_what_apptainer_expects(tmp_path: Path) -> None:
+    lower = tmp_path / "l.tar"
+    lower.write_bytes(tar_bytes([TarEntry("etc", "dir", mode=0o700),
+                                 TarEntry("etc/resolv.conf", "symlink", link="/run/resolv"),
+                                 TarEntry("singularity", "file", data=b"mine"),
+                                 TarEntry(".run", "symlink", link="wrong")]))
+    flat = Flattener()
+    flat.add_layer(lower, "layer 1")
+    config = {"config": {"Env": ["A=1"], "Cmd": ["true"], "Labels": {"x": "y"}}}
+    layer = metadata_layer(flat, Metadata(config, "amd64", "bootstrap: docker\nfrom: x\n\n"))
+    with tarfile.open(fileobj=io.BytesIO(layer)) as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        labels = tf.extractfile(".singularity.d/labels.json").read()  # type: ignore[union-attr]
+    assert "etc" not in members  # the image's own directory keeps its mode
+    assert {d for d in BASE_DIRS if d != "etc"} <= set(members)
+    assert "singularity" not in members  # a non-symlink is left alone
+    assert members[".run"].linkname == TOP_LINKS[".run"]  # a wrong symlink is replaced
+    assert members["etc/resolv.conf"].isreg() and members["etc/hosts"].isreg()
+    for name in ("exec", "run", "shell", "start", "test"):
+        assert members[f".singularity.d/actions/{name}"].mode == 0o755
+    assert members[".singularity.d/env/10-docker2singularity.sh"].mode == 0o755
+    assert json.loads(labels) == {"x": "y", "org.label-schema.schema-version": "1.0",
+                                   "org.opencontainers.image.architecture": "amd64",
+                                   "org.label-schema.build-arch": "amd64"}
+    assert labels.startswith(b'{\n\t"')
