@@ -25,7 +25,6 @@ from hepbuild.image import apptainer, oci, sif, squashfs
 from hepbuild.image.flatten import Flattener, report_notes
 from hepbuild.image.sandbox import tar_directory
 from hepbuild.image.transports import (
-    SKOPEO_ONLY,
     Access,
     ImageRef,
     fetch_to_layout,
@@ -423,4 +422,4 @@ def write_checksums(path: Path) -> tuple[str, str, list[str]]:
     return sha.hexdigest(), md5.hexdigest(), written
 
 
-__all__ = ["ConvertResult", "convert", "flatten_image", "write_checksums", "SKOPEO_ONLY"]
+__all__ = ["ConvertResult", "convert", "flatten_image", "write_checksums"]

@@ -12,7 +12,6 @@ The merged tree is then emitted either as one tar stream (for tar2sqfs) or onto 
 
 from __future__ import annotations
 
-import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,7 +130,7 @@ class Flattener:
 
     def _link_target(self, info: tarfile.TarInfo, label: str) -> Node:
         parts = member_parts(info.linkname, label, what="hard link target of " + info.name)
-        target = self._lookup(parts, follow_last=False)
+        target = self._lookup(parts)
         if target is None or target.info is None:
             raise ImageError(f"{label}: hard link {info.name!r} points at {info.linkname!r}, "
                              "which does not exist in this or a lower layer")
@@ -144,7 +143,7 @@ class Flattener:
 
     # -- walking the tree -----------------------------------------------------------------
 
-    def _lookup(self, parts: list[str], follow_last: bool = False) -> Node | None:
+    def _lookup(self, parts: list[str]) -> Node | None:
         resolved = self._resolve(parts[:-1], create=False) if parts else []
         if resolved is None:
             return None
@@ -357,7 +356,3 @@ def write_tar(flat: Flattener, out: IO[bytes]) -> int:
 def report_notes(flat: Flattener) -> None:
     for note in flat.notes:
         warn(note)
-
-
-def normalized(path: str) -> str:
-    return posixpath.normpath(path)

@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -206,10 +205,6 @@ class PlainLayer:
     path: Path
     temporary: bool
 
-    def discard(self) -> None:
-        if self.temporary:
-            self.path.unlink(missing_ok=True)
-
 
 def open_plain_layer(image: OciImage, layer: LayerRef, workdir: Path) -> PlainLayer:
     """Check the blob digest, decompress by media type, check the diff_id."""
@@ -376,7 +371,3 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.raw.flush()
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target, symlinks=True)

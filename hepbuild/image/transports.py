@@ -19,7 +19,6 @@ from hepbuild.platforms import Platform, host_arch, parse_platform, pick_platfor
 
 OCI_LIKE = ("oci", "oci-archive", "docker-archive", "docker", "containers-storage")
 KINDS = (*OCI_LIKE, "sif", "sandbox")
-SKOPEO_ONLY = ("oci-archive", "docker-archive", "docker", "containers-storage")
 
 
 @dataclass(frozen=True)
