@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def fields(text: str) -> list[tuple[str, str]]:
     return rows
 
 
+LISTING_LINE = re.compile(r"^([-dlcbps][-rwxsStT]{9}) (\S+) .*? \d{4}-\d\d-\d\d \d\d:\d\d (.*)$")
+
+
 def squash_listing(sif_path: Path) -> dict[str, str]:
     """path -> 'mode owner' from unsquashfs -lls at the primary partition's offset."""
     part = sif.read_sif(sif_path).primary_partition()
@@ -62,10 +66,10 @@ def squash_listing(sif_path: Path) -> dict[str, str]:
     listing = run("unsquashfs", "-lls", "-o", str(part.offset), "-d", "", sif_path)
     found = {}
     for line in listing.splitlines():
-        cols = line.split(None, 5)
-        if len(cols) == 6 and cols[0][0] in "-dlcbps":
-            name = cols[5].split(" -> ")[0]
-            found[name.lstrip("/")] = f"{cols[0]} {cols[1]}"
+        match = LISTING_LINE.match(line)
+        if match:  # devices show "major, minor" where files show a size, hence the regex
+            name = match.group(3).split(" -> ")[0]
+            found[name.lstrip("/")] = f"{match.group(1)} {match.group(2)}"
     return found
 
 
@@ -175,7 +179,8 @@ def test_p1_unpack_as_a_normal_user(shared_dir_for_nobody: Path) -> None:
     layers = [[TarEntry("dir", D, mode=0), TarEntry("file", data=b"x", mode=0),
                TarEntry("ro", D, mode=0o555), TarEntry("ro/a", data=b"a")],
               [TarEntry("ro/b", data=b"b"), TarEntry("dir/inner", data=b"in"),
-               TarEntry("null", "char", device=(1, 3)), TarEntry("su", data=b"s", mode=0o4755)]]
+               TarEntry("null", "char", device=(1, 3)), TarEntry("su", data=b"s", mode=0o4755),
+               TarEntry("owned", data=b"o", uid=1234, gid=99)]]
     source = make_layout(tmp_path, layers)
     work = tmp_path / "nobody"
     work.mkdir()
@@ -186,11 +191,15 @@ def test_p1_unpack_as_a_normal_user(shared_dir_for_nobody: Path) -> None:
               f"root = pathlib.Path('{work}/sb')\n"
               "got = {p: (root / p).read_bytes() for p in ('file', 'ro/a', 'ro/b', 'dir/inner')}\n"
               "assert got == {'file': b'x', 'ro/a': b'a', 'ro/b': b'b', 'dir/inner': b'in'}, got\n"
-              "assert (root / 'dir').is_dir()\nremove_tree(root)\nassert not root.exists()\n")
+              "assert (root / 'dir').is_dir()\nremove_tree(root)\nassert not root.exists()\n"
+              f"convert({source!r}, 'sif:{work}/x.sif')\n")
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                            sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=work, env={**os.environ, "HOME": str(work)})
     assert proc.returncode == 0, proc.stderr
+    listing = squash_listing(work / "x.sif")  # the SIF path keeps ownership without root
+    assert listing["owned"].split()[1] == "1234/99" and listing["su"].startswith("-rws")
+    assert listing["dir"].startswith("d--------- ") and listing["null"].startswith("c")
     for change in ("owner permissions widened", "device nodes skipped",
                    "setuid/setgid bits dropped", "ownership mapped to the calling user"):
         assert change in proc.stderr
