@@ -66,7 +66,9 @@ class Flattener:
 
     # -- one layer's members --------------------------------------------------------------
 
-    def _classify(self, members: list[tarfile.TarInfo], label: str):
+    def _classify(self, members: list[tarfile.TarInfo], label: str) -> tuple[
+            list[tuple[list[str], tarfile.TarInfo]], list[list[str]], list[list[str]]]:
+        """Split a layer into (entries, whiteout paths, opaque directories)."""
         entries: list[tuple[list[str], tarfile.TarInfo]] = []
         whiteouts: list[list[str]] = []
         opaques: list[list[str]] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,7 +34,7 @@ def tar_directory(root: Path, out: BinaryIO) -> int:
     return count
 
 
-def _walk_sorted(root: Path):
+def _walk_sorted(root: Path) -> Iterator[tuple[str, str]]:
     stack = [("", str(root))]
     while stack:
         rel, full = stack.pop()
