@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,21 @@ def test_bad_refs_say_how_to_write_them(text: str) -> None:
     ("hep/app@sha256:" + "a" * 64, "hep/app")])
 def test_repository_of(ref: str, repo: str) -> None:
     assert repository_of(ref) == repo
+
+
+def test_docker_v2_manifest_and_layer_types(tmp_path: Path) -> None:
+    writer = LayoutWriter(tmp_path / "img")
+    layer = LayerBlob(tar_bytes([TarEntry("f", data=b"docker")]),
+                      "application/vnd.docker.image.rootfs.diff.tar.gzip")
+    digest = writer.add_image("t", [layer])
+    manifest_path = oci.blob_path(tmp_path / "img", digest)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["mediaType"] = oci.DOCKER_MANIFEST
+    manifest["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json"
+    new_digest, size = oci.write_blob(tmp_path / "img", json.dumps(manifest).encode())
+    index = json.loads((tmp_path / "img" / "index.json").read_text())
+    index["manifests"][0].update(mediaType=oci.DOCKER_MANIFEST, digest=new_digest, size=size)
+    (tmp_path / "img" / "index.json").write_text(json.dumps(index))
+    image = oci.open_layout(tmp_path / "img", "t", None)
+    assert image.manifest_digest == new_digest
+    assert oci.layer_compression(image.layers[0]) == "gzip"
