@@ -70,15 +70,20 @@ class _Result:
 # --- public entry points --------------------------------------------------------------------
 
 
-def render_texts(config: Config, cell: Cell, base_digest: str | None = None) -> Texts:
+def render_texts(config: Config, cell: Cell, base_digest: str | None = None, *,
+                 parent_key: str | None = None) -> Texts:
     """The Dockerfile and definition of ``cell``, in memory; nothing is written."""
-    return _render(config, cell, base_digest).texts
+    return _render(config, cell, base_digest, parent_key).texts
 
 
 def render_cell(config: Config, cell: Cell, out_root: Path,
-                base_digest: str | None = None) -> Rendered:
-    """Write out_root/<cell id>/{Dockerfile,apptainer.def,context/} atomically."""
-    result = _render(config, cell, base_digest)
+                base_digest: str | None = None, *, parent_key: str | None = None) -> Rendered:
+    """Write out_root/<cell id>/{Dockerfile,apptainer.def,context/} atomically.
+
+    ``base_digest`` pins the base image; for a child recipe ``parent_key`` is the parent
+    cell's content key, so that a changed parent changes the key of every descendant.
+    """
+    result = _render(config, cell, base_digest, parent_key)
     final = Path(out_root) / cell.id
     final.parent.mkdir(parents=True, exist_ok=True)
     with _staging_dir(final) as staging:
@@ -93,14 +98,16 @@ def render_cell(config: Config, cell: Cell, out_root: Path,
     )
 
 
-def content_key_of(config: Config, cell: Cell, base_digest: str | None = None) -> str:
-    return _render(config, cell, base_digest).content_key
+def content_key_of(config: Config, cell: Cell, base_digest: str | None = None, *,
+                   parent_key: str | None = None) -> str:
+    return _render(config, cell, base_digest, parent_key).content_key
 
 
 # --- the render itself ------------------------------------------------------------------------
 
 
-def _render(config: Config, cell: Cell, base_digest: str | None) -> _Result:
+def _render(config: Config, cell: Cell, base_digest: str | None,
+            parent_key: str | None = None) -> _Result:
     image = pin_digest(base_image(config, cell), base_digest)
     labels = _labels(config, cell)
     templates: tuple[str, ...] = ()
@@ -109,7 +116,7 @@ def _render(config: Config, cell: Cell, base_digest: str | None) -> _Result:
     else:
         texts = _render_templates(config, cell, image, labels)
         templates = _template_names(config, cell.base.family)
-    key = _content_key(cell.recipe, texts, base_digest)
+    key = _content_key(cell.recipe, texts, base_digest, parent_key)
     labels = {**labels, KEY_LABEL: key}
     return _Result(_with_key(texts, cell, key), image, key, labels, templates)
 
@@ -435,10 +442,14 @@ def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
     return digest.hexdigest()
 
 
-def _content_key(recipe: Recipe, texts: Texts, base_digest: str | None) -> str:
+def _content_key(recipe: Recipe, texts: Texts, base_digest: str | None,
+                 parent_key: str | None) -> str:
     digest = hashlib.sha256()
-    for part in ("hepbuild-content-key-v1", __version__, base_digest or "",
-                 texts.dockerfile, texts.definition, _context_digest(recipe)):
+    parts = ["hepbuild-content-key-v1", __version__, base_digest or "",
+             texts.dockerfile, texts.definition, _context_digest(recipe)]
+    if parent_key:
+        parts.append("parent:" + parent_key)
+    for part in parts:
         digest.update(part.encode("utf-8") + b"\0")
     return "sha256:" + digest.hexdigest()
 

@@ -75,6 +75,27 @@ def base_digest_of(ref: str, *, tls_verify: bool, authfile: str | None) -> str |
     return remote_digest(ref, tls_verify=tls_verify, authfile=authfile)
 
 
+DigestOf = Callable[[Config, Cell], str | None]
+
+
+def parent_key_of(config: Config, cell: Cell, digest_of: DigestOf) -> str | None:
+    """The content key of a child cell's parent, itself keyed the same way; None at the root.
+
+    This is what a child's content key takes from below, so that changing a parent (or its
+    base) changes the key of every descendant. ``digest_of`` gives a root cell's base digest.
+    The build and the CI planner both key cells through here.
+    """
+    from hepbuild.cells import parent_cell
+    from hepbuild.render import content_key_of
+
+    parent = parent_cell(config, cell)
+    if parent is None:
+        return None
+    grandparent_key = parent_key_of(config, parent, digest_of)
+    base = None if grandparent_key else digest_of(config, parent)
+    return content_key_of(config, parent, base, parent_key=grandparent_key)
+
+
 def plan_jobs(
     config: Config, cells: Sequence[Cell], layout: Layout, buildah: Buildah
 ) -> list[BuildJob]:
@@ -82,12 +103,22 @@ def plan_jobs(
     from hepbuild.cells import base_image, parent_cell
     from hepbuild.render import render_cell
 
+    digests: dict[str, str] = {}
+
+    def digest_of(cfg: Config, cell: Cell) -> str:
+        ref = base_image(cfg, cell)
+        if ref not in digests:
+            digests[ref] = _base_digest(cfg, cell, ref, buildah)
+        return digests[ref]
+
     selected = {cell.id for cell in cells}
     jobs: list[BuildJob] = []
     for cell in cells:
         parent = parent_cell(config, cell)
-        digest = None if parent else _base_digest(config, cell, base_image(config, cell), buildah)
-        rendered = render_cell(config, cell, layout.render_dir, base_digest=digest)
+        digest = None if parent else digest_of(config, cell)
+        parent_key = parent_key_of(config, cell, digest_of) if parent else None
+        rendered = render_cell(config, cell, layout.render_dir, base_digest=digest,
+                               parent_key=parent_key)
         jobs.append(_job(config, cell, rendered, parent, digest, selected))
     return jobs
 

@@ -51,20 +51,19 @@ def load_snapshot(root: Path, profile: str | None, env: Mapping[str, str]) -> Sn
 
 
 class BuildKeys:
-    """The content key exactly as ``hepbuild build`` computes it, base digest included.
-
-    A child recipe's key leaves the parent's digest out (the build does the same); the
-    planner makes up for it by building every child whose parent is built.
-    """
+    """The content key exactly as ``hepbuild build`` computes it: the base digest for a root
+    cell, the parent's own content key for a child (``build.pipeline.parent_key_of``)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.authfile = env.get("REGISTRY_AUTH_FILE") or None
         self._digests: dict[str, str | None] = {}
 
     def __call__(self, config: Config, cell: Cell) -> str:
+        from hepbuild.build.pipeline import parent_key_of
         from hepbuild.render import content_key_of
 
-        return content_key_of(config, cell, self.base_digest(config, cell))
+        return content_key_of(config, cell, self.base_digest(config, cell),
+                              parent_key=parent_key_of(config, cell, self.base_digest))
 
     def base_digest(self, config: Config, cell: Cell) -> str | None:
         from hepbuild.build.pipeline import base_digest_of

@@ -228,3 +228,34 @@ def test_dockerfile_only_recipe_directory(project: Path, tmp_path: Path) -> None
     assert "    tool.sh /usr/local/bin/tool.sh\n" in section(definition, "files")
     assert section(definition, "runscript") == (
         '    if [ "$#" -eq 0 ]; then set -- tool.sh; fi\n    exec "$@"\n')
+
+
+@pytest.mark.parametrize("change", ["parent recipe", "parent base digest"])
+def test_a_changed_parent_changes_the_child_key(project: Path, change: str) -> None:
+    from hepbuild.build.pipeline import parent_key_of
+
+    def key_of_child(digest: str) -> str:
+        config = load_config(project, "production")
+        child = cell_of(config, "demo/child-el9-x86_64")
+        parent_key = parent_key_of(config, child, lambda _config, _cell: digest)
+        assert parent_key is not None
+        return render.content_key_of(config, child, parent_key=parent_key)
+
+    before = key_of_child(DIGEST)
+    if change == "parent recipe":
+        recipe = project / "recipes/demo/hello/recipe.yaml"
+        recipe.write_text(recipe.read_text().replace("hello world", "hello there"))
+        after = key_of_child(DIGEST)
+    else:
+        after = key_of_child("sha256:" + "cd" * 32)
+    assert after != before
+    # Same inputs, same key: the parent key is deterministic.
+    assert key_of_child(DIGEST) == key_of_child(DIGEST)
+
+
+def test_a_root_cell_has_no_parent_key(project: Path) -> None:
+    from hepbuild.build.pipeline import parent_key_of
+
+    config = load_config(project, "production")
+    cell = cell_of(config, "demo/hello-el9-x86_64")
+    assert parent_key_of(config, cell, lambda _config, _cell: DIGEST) is None
