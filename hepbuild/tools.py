@@ -49,6 +49,10 @@ INSTALL_HINTS: dict[str, str] = {
     "gitlab-ci-local": "npm install gitlab-ci-local@4.56.2",
 }
 
+# For spawn()'s stdin/stdout/stderr, so callers need not import subprocess themselves.
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+
 _VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)?)")
 
 # Secrets registered here are scrubbed from every echoed command, log line and error.

@@ -26,8 +26,8 @@ def stream_to_squashfs(flat: Flattener, target: Path, level: int = DEFAULT_LEVEL
     argv = [tool.path, "--quiet", "--force", "--no-skip", "--compressor", COMPRESSOR,
             "--comp-extra", f"level={level}",
             "--num-jobs", jobs(), "--defaults", "mode=0755", str(target)]
-    proc = tools.spawn(argv, stdin=tools.subprocess.PIPE,
-                       stdout=tools.subprocess.DEVNULL, stderr=tools.subprocess.PIPE)
+    proc = tools.spawn(argv, stdin=tools.PIPE,
+                       stdout=tools.DEVNULL, stderr=tools.PIPE)
     errors: list[bytes] = []
     stderr = proc.stderr
     assert stderr is not None
