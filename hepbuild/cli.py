@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from hepbuild import __version__, commands
-from hepbuild.errors import HepbuildError
+from hepbuild.errors import HepbuildError, UsageError
 from hepbuild.tools import redact
 
 
@@ -46,12 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.directory:
-        os.chdir(args.directory)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
     try:
+        if args.directory:
+            _enter(args.directory)
         return int(args.func(args) or 0)
     except HepbuildError as exc:
         if args.debug:
@@ -76,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 70
+
+
+def _enter(directory: str) -> None:
+    try:
+        os.chdir(directory)
+    except OSError as exc:
+        raise UsageError(f"cannot use -C {directory}: {exc.strerror}",
+                         "name the project directory that holds matrix.yaml") from None
 
 
 if __name__ == "__main__":

@@ -267,6 +267,21 @@ def spawn(
         ) from None
 
 
+def send_signal(pid: int, sig: int) -> bool:
+    """Signal a process hepbuild started earlier (a daemon, by its pid file).
+
+    False when it is already gone; a pid we may not signal is an error naming it.
+    """
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        hint = "that process belongs to another user"
+        raise ToolError([f"kill -{sig} {pid}"], -1, "", hint) from None
+    return True
+
+
 def wait_checked(
     proc: subprocess.Popen[bytes], *, hint: str | None = None, stderr_text: bytes = b""
 ) -> int:

@@ -116,3 +116,11 @@ def _with_command(parser, func):  # type: ignore[no-untyped-def]
     sub = next(a for a in parser._actions if a.dest == "command")
     sub.add_parser("boom").set_defaults(func=func)
     return parser
+
+
+@pytest.mark.parametrize("where", ["/nonexistent/project", "/etc/hostname"])
+def test_a_bad_project_directory_is_a_usage_error(where: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["-C", where, "matrix"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use -C {where}" in err and "Traceback" not in err
