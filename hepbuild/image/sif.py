@@ -210,7 +210,11 @@ def _time_rows(created: int, modified: int) -> list[tuple[str, str]]:
 
 
 def format_time(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(seconds))
+    """A SIF timestamp as siftool prints it; one the C library cannot convert is shown raw."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (invalid time)"
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -224,6 +228,7 @@ def read_sif(path: Path) -> SifImage:
         with open(path, "rb") as fh:
             raw_header = fh.read(HEADER.size)
             header = _parse_header(path, raw_header)
+            _check_table_inside(path, header, size)
             table = _read_table(path, fh, header)
     except OSError as exc:
         raise ImageError(f"cannot read SIF file {path}: {exc.strerror}") from None
@@ -252,6 +257,15 @@ def _parse_header(path: Path, raw: bytes) -> Header:
         raise ImageError(f"{path}: corrupted SIF header (descriptor table fields do not agree)")
     return Header(_cstr(launch), _cstr(arch), uuid.UUID(bytes=raw_id), created, modified, free,
                   total, d_off, d_size, data_off, data_size)
+
+
+def _check_table_inside(path: Path, header: Header, size: int) -> None:
+    # A wild offset would otherwise surface as a bare "Invalid argument" from seek().
+    if header.descriptors_offset >= size:
+        raise ImageError(
+            f"{path}: corrupted SIF header (descriptor table at byte "
+            f"{header.descriptors_offset} lies outside the {size}-byte file)",
+            "the file is truncated or corrupted; fetch or build it again")
 
 
 def _read_table(path: Path, fh: BinaryIO, header: Header) -> bytes:

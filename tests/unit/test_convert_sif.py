@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hepbuild.cli import main
 from hepbuild.errors import ImageError
 from hepbuild.image import sif
 
@@ -121,3 +122,30 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
     other.write_bytes(bytes(4096))
     with pytest.raises(ImageError, match="not a SIF file"):
         sif.read_sif(other)
+
+
+@pytest.mark.parametrize("offset", [64, 72])
+def test_sif_inspect_shows_an_impossible_time_raw(tmp_path: Path, offset: int,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.sif"
+    sif.SifWriter(timestamp=1_700_000_000).write(out, [sif.NewObject(sif.DATA_DEFFILE, b"x")])
+    data = bytearray(out.read_bytes())
+    data[offset:offset + 8] = (0x7FFF_FFFF_FFFF_FFFF).to_bytes(8, "little")
+    out.write_bytes(bytes(data))
+    assert main(["sif", "inspect", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{0x7FFF_FFFF_FFFF_FFFF} (invalid time)" in captured.out
+    assert "2023-11-14 22:13:20 +0000 UTC" in captured.out  # the other time is intact
+    assert "Traceback" not in captured.err
+
+
+def test_sif_inspect_names_a_corrupted_descriptor_offset(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.sif"
+    sif.SifWriter().write(out, [sif.NewObject(sif.DATA_DEFFILE, b"x")])
+    data = bytearray(out.read_bytes())
+    data[96:104] = (0x7FFF_FFFF_FFFF_FF00).to_bytes(8, "little")
+    out.write_bytes(bytes(data))
+    assert main(["sif", "inspect", str(out)]) == 8
+    err = capsys.readouterr().err
+    assert str(out) in err and "corrupted SIF header" in err and "Traceback" not in err
