@@ -111,8 +111,23 @@ def load_matrix(root: Path, problems: list[Problem]) -> Matrix | None:
     found = schema.validate("matrix", doc)
     problems.extend(found)
     if found:
+        _check_arches(schema.valid_part("matrix", doc), problems)
         return None
     return _build_matrix(path, doc, problems)
+
+
+def _check_arches(doc: Document, problems: list[Problem]) -> None:
+    """After a schema error, still name every unknown architecture in what passed the schema.
+    Checks that compare sections (unknown bases, missing images) are left for the next run:
+    a section the schema refused would make them report problems that are not there."""
+    if not isinstance(doc.data, dict):
+        return
+    arches = _matrix_arches(doc, problems) if "arches" in doc.data else ()
+    known = {a.name for a in arches} if "arches" in doc.data else set(arch_names())
+    for name, spec in doc.data.get("bases", {}).items():
+        where = ("bases", name)
+        _arch_list(doc, where + ("arches",), spec.get("arches", []), known, problems)
+        _arch_images(doc, where + ("images",), spec.get("images", {}), problems)
 
 
 def _build_matrix(path: Path, doc: Document, problems: list[Problem]) -> Matrix | None:

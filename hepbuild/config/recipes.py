@@ -70,6 +70,7 @@ def load_recipe(root: Path, directory: Path, matrix: Matrix | None, problems: li
     found = schema.validate("recipe", doc)
     if found:
         problems.extend(found)
+        _check_meaning(schema.valid_part("recipe", doc), directory, matrix, problems)
         return None
     count = len(problems)
     recipe = _build_recipe(doc, directory, matrix, problems)
@@ -103,13 +104,31 @@ def _dockerfile_only(directory: Path) -> Recipe:
                   dockerfile=directory / DOCKERFILE)
 
 
+def _check_meaning(doc: Document, directory: Path, matrix: Matrix | None,
+                   problems: list[Problem]) -> None:
+    """The meaning checks alone, on the part of a recipe that passed its schema."""
+    if not isinstance(doc.data, dict):
+        return
+    _check_name(doc, directory, problems)
+    _env(doc, problems)
+    _bases(doc, matrix, problems)
+    _arches(doc, problems)
+    _files(doc, directory, problems)
+    _dockerfile(doc, directory, problems)
+
+
+def _check_name(doc: Document, directory: Path, problems: list[Problem]) -> None:
+    name = doc.data.get("name")
+    if name is not None and name != directory.name:
+        problems.append(doc.problem(("name",), f"name {name!r} differs from the "
+                                    f"directory name {directory.name!r}",
+                                    "cell ids use the name; rename one so they agree"))
+
+
 def _build_recipe(doc: Document, directory: Path, matrix: Matrix | None,
                   problems: list[Problem]) -> Recipe:
     data = doc.data
-    if data["name"] != directory.name:
-        problems.append(doc.problem(("name",), f"name {data['name']!r} differs from the "
-                                    f"directory name {directory.name!r}",
-                                    "cell ids use the name; rename one so they agree"))
+    _check_name(doc, directory, problems)
     packages = data.get("packages", {})
     return Recipe(
         group=directory.parent.name, name=data["name"], version=str(data["version"]),
@@ -177,12 +196,14 @@ def _arches(doc: Document, problems: list[Problem]) -> tuple[str, ...]:
 def _files(doc: Document, directory: Path, problems: list[Problem]) -> tuple[FileCopy, ...]:
     copies = []
     for index, spec in enumerate(doc.data.get("files", [])):
+        if "src" not in spec:  # only after a schema error, which already names it
+            continue
         problem = inside_problem(directory, spec["src"])
         if problem:
             problems.append(doc.problem(("files", index, "src"), problem,
                                         "files must live in the recipe directory; copy them in"))
             continue
-        copies.append(FileCopy(src=spec["src"], dest=spec["dest"]))
+        copies.append(FileCopy(src=spec["src"], dest=spec.get("dest", "")))
     return tuple(copies)
 
 

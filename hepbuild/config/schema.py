@@ -82,3 +82,47 @@ def _hint(error: ValidationError) -> str | None:
         return described or f"it must match {error.validator_value}"
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     return description
+
+
+def valid_part(kind: str, doc: Document) -> Document:
+    """``doc`` without every value the schema refuses, so that the meaning checks can still
+    run on the rest and ``lint`` reports every problem at once. List items that are dropped
+    shift the later ones down; their lines move with them, so problems still name the right
+    line. Keys a ``required`` error asks for are simply absent: the checks use ``.get``."""
+    refused: set[tuple[Any, ...]] = set()
+    for error in validator(kind).iter_errors(doc.data):
+        path = tuple(error.absolute_path)
+        if error.validator == "required":
+            continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            refused.update(path + (k,) for k in error.instance if k not in known)
+            continue
+        refused.add(path)
+    if () in refused:
+        return Document(doc.file, None, {})
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _kept(doc, doc.data, (), (), refused, lines)
+    return Document(doc.file, data, lines)
+
+
+def _kept(doc: Document, value: Any, old: tuple[Any, ...], new: tuple[Any, ...],
+          refused: set[tuple[Any, ...]], lines: dict[tuple[Any, ...], int]) -> Any:
+    if isinstance(value, dict):
+        result = {}
+        for key, child in value.items():
+            if old + (key,) in refused:
+                continue
+            lines[new + (key,)] = doc.line(old + (key,))
+            result[key] = _kept(doc, child, old + (key,), new + (key,), refused, lines)
+        return result
+    if isinstance(value, list):
+        items: list[Any] = []
+        for index, child in enumerate(value):
+            if old + (index,) in refused:
+                continue
+            place = new + (len(items),)
+            lines[place] = doc.line(old + (index,))
+            items.append(_kept(doc, child, old + (index,), place, refused, lines))
+        return items
+    return value

@@ -193,3 +193,29 @@ def test_odd_yaml_is_a_problem_not_a_crash(project: Path, capsys: pytest.Capture
     code, err = run_cli(project, capsys, "lint")
     assert code == 3
     assert expected in err
+
+
+def test_schema_error_does_not_hide_unknown_arches(project: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / "matrix.yaml", "arches: [x86_64, arm64]", "arches: [x86_64, 42, sparc]")
+    replace(project / HELLO, 'version: "1.0"', 'version: "1.0"\narches: [7, sparc, arm64]')
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert "matrix.yaml:3: arches.1: 42 is not of type 'string'" in err
+    assert "matrix.yaml:3: unknown architecture 'sparc'" in err
+    assert f"{HELLO}:3: arches.0: 7 is not of type 'string'" in err
+    assert f"{HELLO}:3: unknown architecture 'sparc'" in err
+
+
+def test_schema_error_does_not_hide_file_problems(project: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    replace(project / HELLO, "    dest: /etc/greeting",
+            "    dest: relative/dest\n  - src: /etc/shadow\n    dest: /x\n"
+            "  - src: ../../secret\n    dest: /y\n  - src: files/missing\n    dest: /z")
+    code, err = run_cli(project, capsys, "lint")
+    assert code == 3
+    assert f"{HELLO}:9: files.0.dest: 'relative/dest' does not match" in err
+    assert f"{HELLO}:10: file '/etc/shadow' is an absolute path" in err
+    assert f"{HELLO}:12: file '../../secret' reaches outside the recipe directory" in err
+    assert f"{HELLO}:14: file 'files/missing' does not exist in the recipe directory" in err
+    assert "4 problems" in err
