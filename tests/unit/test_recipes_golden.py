@@ -26,7 +26,7 @@ CELLS = {
     "juno/offline-env-centos7-arm64": "production",  # child recipe on AltArch
     "base/compute-node-debian12-arm64": "local",  # apt, files, test
     "juno/offline-env-debian12-x86_64": "local",  # child recipe, apt
-    "monitoring/node-exporter-agent-debian12-arm": "local",  # a directory of files
+    "monitoring/node-exporter-agent-debian12-arm": "production",  # a directory of files
     "services/nginx-web-debian12-x86_64": "local",  # plain Dockerfile recipe
 }
 FILES = ("Dockerfile", "apptainer.def")
