@@ -155,14 +155,17 @@ def matrix_entries(config: Config, cell: Cell) -> tuple[str, ...]:
     return tuple(entries)
 
 
-def select_cells(cells: Sequence[Cell], patterns: Iterable[str]) -> list[Cell]:
-    """Cells whose id (or recipe id, or image key) matches any glob; each glob must match."""
+def select_cells(cells: Sequence[Cell], patterns: Iterable[str],
+                 named_by: str = "--select") -> list[Cell]:
+    """Cells whose id (or recipe id, or image key) matches any glob; each glob must match.
+    ``named_by`` is how the user gave the globs ("--select", or "CELL argument" for positional
+    ones), so that the error speaks of what they typed."""
     patterns = list(patterns)
     if not patterns:
         return list(cells)
     for pattern in patterns:
         if not any(_selects(pattern, cell) for cell in cells):
-            raise _nothing_selected(pattern, cells)
+            raise _nothing_selected(pattern, cells, named_by)
     return [cell for cell in cells if any(_selects(p, cell) for p in patterns)]
 
 
@@ -179,14 +182,14 @@ def _selects(pattern: str, cell: Cell) -> bool:
     return any(fnmatchcase(name, pattern) for name in (cell.id, cell.image_key, cell.recipe.id))
 
 
-def _nothing_selected(pattern: str, cells: Sequence[Cell]) -> UsageError:
+def _nothing_selected(pattern: str, cells: Sequence[Cell], named_by: str) -> UsageError:
     ids = [c.id for c in cells]
     near = difflib.get_close_matches(pattern, ids, n=5, cutoff=0.5)
     stem = pattern.strip("*?").split("-")[0]
     if not near and stem:
         near = [i for i in ids if stem in i][:5]
     hint = ("near matches: " + ", ".join(near)) if near else "run `hepbuild matrix` to list cells"
-    return UsageError(f"--select {pattern!r} matches no cell", hint)
+    return UsageError(f"{named_by} {pattern!r} matches no cell", hint)
 
 
 def describe_cell(cell: Cell, config: Config) -> dict[str, str | None]:

@@ -42,8 +42,11 @@ def _lint(args: argparse.Namespace) -> int:
             total += 1
             try:
                 render_texts(profile_config, cell)
-            except (RenderError, ConfigError) as exc:
-                problems.append(Problem(f"cell {cell.id}", None, exc.message, exc.hint))
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+            except RenderError as exc:
+                message = _without_cell(exc.message, cell.id)
+                problems.append(Problem(f"cell {cell.id}", None, message, exc.hint))
     if problems:
         raise ConfigError(problems)
     if args.json:
@@ -51,3 +54,9 @@ def _lint(args: argparse.Namespace) -> int:
     else:
         info(f"lint: no problems ({total} cells rendered across profiles {', '.join(profiles)})")
     return 0
+
+
+def _without_cell(message: str, cell_id: str) -> str:
+    """A render error names its cell for `hepbuild render`; lint already puts the cell first,
+    so the second mention goes."""
+    return message.removeprefix(f"cell {cell_id}: ").removesuffix(f" (rendering {cell_id})")

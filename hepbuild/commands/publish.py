@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _inputs(args: argparse.Namespace, config: Config, store: ManifestStore) -> BuildInputs:
     if args.cells:
-        chosen = select_cells(expand_matrix(config).cells, args.cells)
+        chosen = select_cells(expand_matrix(config).cells, args.cells, named_by="CELL argument")
         return inputs_from_registry(store, config, chosen)
     if args.results.exists():
         return load_build_inputs(args.results)

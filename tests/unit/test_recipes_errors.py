@@ -219,3 +219,17 @@ def test_schema_error_does_not_hide_file_problems(project: Path,
     assert f"{HELLO}:12: file '../../secret' reaches outside the recipe directory" in err
     assert f"{HELLO}:14: file 'files/missing' does not exist in the recipe directory" in err
     assert "4 problems" in err
+
+
+def test_lint_names_the_cell_of_a_missing_partial_once(project: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    templates = project / "my-templates"
+    write(templates / "Dockerfile.j2", "FROM {{ base_image }}\n{{ install }}\n")
+    write(templates / "apptainer.def.j2", "From: {{ base_image }}\n")
+    replace(project / "matrix.yaml", "version: 1", "version: 1\ntemplates: my-templates")
+    code, err = run_cli(project, capsys, "lint", "--profile", "local")
+    assert code == 3
+    line = next(x for x in err.splitlines() if "partials/apt.j2" in x)
+    assert line.strip().startswith("cell demo/hello-debian12-x86_64: template partials/apt.j2 not "
+                                   "found")
+    assert line.count("demo/hello-debian12-x86_64") == 1

@@ -164,3 +164,22 @@ def test_build_results_are_read_with_defaults(tmp_path: Path) -> None:
     assert inputs.images[0].digest == DIGEST
     assert inputs.images[0].test_status == "none"
     assert inputs.outputs == {"hep/root-el9-arm64": ["dist/a.sif"]}
+
+
+MINIMAL = Path(__file__).resolve().parent.parent / "data" / "recipes" / "minimal"
+
+
+def test_publish_names_its_positional_cell_argument_not_select(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from hepbuild.cli import main
+
+    cwd = os.getcwd()
+    try:
+        code = main(["-C", str(MINIMAL), "publish", "nomatch/*"])
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "CELL argument 'nomatch/*' matches no cell" in err
+    assert "--select" not in err
+    assert "Traceback" not in err
