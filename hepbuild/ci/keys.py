@@ -15,9 +15,10 @@ import json
 from collections.abc import Callable, Mapping
 
 from hepbuild.config.model import Registry
-from hepbuild.errors import RegistryError
+from hepbuild.errors import RegistryError, UsageError
 from hepbuild.registry.auth import load_credentials
 from hepbuild.registry.client import RegistryClient
+from hepbuild.registry.reference import parse_reference
 
 CONTENT_KEY_LABEL = "org.hepbuild.content-key"
 
@@ -25,12 +26,20 @@ KeyLookup = Callable[[str], "str | None"]
 
 
 def split_ref(ref: str) -> tuple[str, str, str]:
-    """``host[:port]/repo/path:tag`` -> (host, repo, tag)."""
-    host, _, rest = ref.partition("/")
-    repo, sep, tag = rest.rpartition(":")
-    if not host or not sep or not repo or "/" in tag:
-        raise RegistryError(f"{ref!r} is not a host/repository:tag reference")
-    return host, repo, tag
+    """``host[:port]/repo/path:tag`` -> (host, repo, tag), read by registry.reference.
+
+    The planner's references always name their registry and tag; a Docker Hub short name or
+    a missing tag here means a broken profile, so they are refused rather than defaulted.
+    """
+    problem = RegistryError(f"{ref!r} is not a host/repository:tag reference")
+    try:
+        parsed = parse_reference(ref)
+    except UsageError:
+        raise problem from None
+    explicit_tag = parsed.tag is not None and ref.endswith(f":{parsed.tag}")
+    if not ref.startswith(f"{parsed.host}/") or parsed.digest or not explicit_tag:
+        raise problem
+    return parsed.host, parsed.repository, str(parsed.tag)
 
 
 def registry_content_key(

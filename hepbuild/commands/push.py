@@ -12,17 +12,17 @@ from typing import Any
 from hepbuild import output
 from hepbuild.errors import UsageError
 from hepbuild.image.convert import convert
-from hepbuild.image.transports import parse_ref
+from hepbuild.image.transports import ImageRef, parse_ref
 from hepbuild.registry.auth import authfile_for, load_credentials
 from hepbuild.registry.client import MiB, RegistryClient
 from hepbuild.registry.connect import client_for
 from hepbuild.registry.oras import push_sif, push_sif_set
 from hepbuild.registry.push import push_image_layout
-from hepbuild.registry.reference import Reference, parse_reference
+from hepbuild.registry.reference import DEFAULT_HOST, Reference, parse_reference
 from hepbuild.registry.result import PushResult
 from hepbuild.registry.sifmeta import is_sif
 
-COLUMNS = ("reference", "digest", "size", "bytes uploaded")
+COLUMNS = ("reference", "arch", "digest", "size", "bytes uploaded")
 PUSH_TAG = "push"
 
 
@@ -88,39 +88,51 @@ def run(args: argparse.Namespace) -> int:
 def push_sources(
     client: RegistryClient, sources: list[str], ref: Reference, arch: str | None
 ) -> PushResult:
-    sifs = [_sif_path(s) for s in sources]
-    if all(p is not None for p in sifs):
-        if ref.transport != "oras":
-            raise UsageError("SIF files are pushed over ORAS", f"use oras://{ref}")
-        paths = [p for p in sifs if p is not None]
+    if ref.transport == "oras":
+        paths = [_sif_source(s) for s in sources]
         if len(paths) == 1:
             return push_sif(client, paths[0], ref, arch)
         return push_sif_set(client, paths, ref)
+    for source in sources:
+        path = Path(source.removeprefix("sif:"))
+        if source.startswith("sif:") or (":" not in source and path.is_file() and is_sif(path)):
+            raise UsageError("SIF files are pushed over ORAS", f"use oras://{ref}")
     if len(sources) != 1:
-        raise UsageError("give one OCI source, or only SIF files")
-    if ref.transport != "docker":
-        raise UsageError("OCI images are pushed with docker://", f"use docker://{ref}")
-    if sources[0].startswith("oci:"):
-        layout, tag = _oci_source(sources[0])
-        return push_image_layout(client, layout, ref, tag)
+        raise UsageError("give one OCI source, or only SIF files (to oras://)")
+    image_ref = parse_ref(_with_transport(sources[0]))  # a UsageError naming the transports
+    if image_ref.transport == "oci":
+        return push_image_layout(client, image_ref.path, ref, image_ref.tag)
     # --insecure also covers a docker:// source: a local registry copied to another repo.
-    with _converted_layout(sources[0], arch, tls_verify=not client.insecure) as (layout, tag):
+    with _converted_layout(image_ref, arch, tls_verify=not client.insecure) as (layout, tag):
         return push_image_layout(client, layout, ref, tag)
+
+
+def _with_transport(source: str) -> str:
+    """A bare path that does not exist is reported as such, not as a bad transport."""
+    if ":" not in source and not Path(source).exists():
+        raise UsageError(f"{source}: file not found", "give oci:DIR[:TAG] or an existing file")
+    return source
 
 
 @contextmanager
 def _converted_layout(
-    source: str, arch: str | None, *, tls_verify: bool
+    image_ref: ImageRef, arch: str | None, *, tls_verify: bool
 ) -> Iterator[tuple[Path, str]]:
     """Any other transport of `hepbuild convert` goes through a temporary OCI layout."""
-    image_ref = parse_ref(source)  # raises a UsageError naming the valid transports
+    host = None
+    if image_ref.transport == "docker":
+        host = parse_reference(str(image_ref)).host
+        if not tls_verify and host == DEFAULT_HOST:
+            raise UsageError(
+                f"--insecure (plain HTTP) is refused for {DEFAULT_HOST}",
+                "name the source registry in full: docker://HOST:PORT/PROJECT/NAME:TAG",
+            )
     with tempfile.TemporaryDirectory(prefix="hepbuild-push-") as tmp:
         layout = Path(tmp) / "layout"
-        host = image_ref.location.split("/", 1)[0] if image_ref.transport == "docker" else None
         credentials = load_credentials(host) if host else None
         with authfile_for(host or "", credentials) as authfile:
             convert(
-                source,
+                str(image_ref),
                 f"oci:{layout}:{PUSH_TAG}",
                 arch=arch,
                 authfile=authfile if credentials else None,
@@ -129,27 +141,24 @@ def _converted_layout(
         yield layout, PUSH_TAG
 
 
-def _sif_path(source: str) -> Path | None:
-    if source.startswith("sif:"):
-        path = Path(source[4:])
-        if not path.is_file():
-            raise UsageError(f"SIF file {path} does not exist")
-        return path
-    path = Path(source)
-    return path if ":" not in source and path.is_file() and is_sif(path) else None
-
-
-def _oci_source(source: str) -> tuple[Path, str | None]:
-    rest = source[len("oci:") :]
-    folder, sep, tag = rest.rpartition(":")
-    if sep and "/" not in tag and Path(folder).is_dir():
-        return Path(folder), tag
-    return Path(rest), None
+def _sif_source(source: str) -> Path:
+    """A source for oras://: ``sif:FILE`` or a plain file, which must be a SIF."""
+    path = Path(source.removeprefix("sif:"))
+    if not path.exists():
+        raise UsageError(f"{path}: file not found", "give the SIF file to push")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file", "oras:// takes SIF files; use docker:// for OCI")
+    if not is_sif(path):
+        raise UsageError(
+            f"{path} is not a SIF (no SIF magic in its header)",
+            "oras:// takes SIF files; OCI images go to docker://",
+        )
+    return path
 
 
 def _human(row: dict[str, object]) -> dict[str, object]:
     size = row.get("size")
-    sent = row.get("bytes uploaded")
+    sent = row.get("bytes_uploaded")
     return {
         **row,
         "digest": output.short_digest(str(row["digest"]), 19),

@@ -16,6 +16,7 @@ from hepbuild.errors import ImageError, UsageError
 from hepbuild.image.oci import INDEX_TYPES
 from hepbuild.image.squashfs import DEFAULT_LEVEL
 from hepbuild.platforms import Platform, host_arch, parse_platform, pick_platform
+from hepbuild.registry.reference import parse_reference
 
 OCI_LIKE = ("oci", "oci-archive", "docker-archive", "docker", "containers-storage")
 KINDS = (*OCI_LIKE, "sif", "sandbox")
@@ -52,6 +53,7 @@ def parse_ref(text: str) -> ImageRef:
         rest = text[len("docker://"):]
         if not rest:
             raise UsageError(f"{text!r}: no image reference after docker://")
+        parse_reference(text)  # the one registry-reference parser checks host, port, name
         return ImageRef("docker", rest)
     transport, sep, rest = text.partition(":")
     if not sep or transport not in KINDS or not rest:
@@ -66,10 +68,15 @@ def parse_ref(text: str) -> ImageRef:
 
 
 def _parse_oci(rest: str) -> ImageRef:
+    """``DIR:TAG`` or ``DIR``; a folder whose own name has a colon is a folder, not a tag."""
     location, sep, tag = rest.rpartition(":")
-    if sep and location and "/" not in tag:
+    if sep and location and "/" not in tag and not _is_folder_with_colon(rest, location):
         return ImageRef("oci", location, tag or None)
     return ImageRef("oci", rest)
+
+
+def _is_folder_with_colon(rest: str, location: str) -> bool:
+    return Path(rest).is_dir() and not Path(location).is_dir()
 
 
 @dataclass(frozen=True)
@@ -125,13 +132,11 @@ def _pick_registry_platform(ref: ImageRef, arch: str | None, access: Access) -> 
 
 
 def repository_of(reference: str) -> str:
-    """``host:5000/a/b:tag`` or ``a/b@sha256:..`` without its tag or digest."""
-    if "@" in reference:
-        return reference.split("@", 1)[0]
-    head, slash, last = reference.rpartition("/")
-    if ":" in last:
-        last = last.split(":", 1)[0]
-    return f"{head}{slash}{last}"
+    """``host:5000/a/b:tag`` or ``a/b@sha256:..`` without its tag or digest, as written."""
+    parsed = parse_reference(reference)
+    name = reference.partition("@")[0]
+    suffix = f":{parsed.tag}"
+    return name[: -len(suffix)] if parsed.tag and name.endswith(suffix) else name
 
 
 def store_from_layout(layout: Path, tag: str, ref: ImageRef, access: Access) -> None:

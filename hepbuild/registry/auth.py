@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hepbuild import output
 from hepbuild.errors import AuthError
 from hepbuild.tools import register_secret
 
@@ -71,12 +72,28 @@ def load_credentials(host: str, env: Mapping[str, str] | None = None) -> Credent
     from_env = _credentials_from_env(env)
     if from_env is not None:
         return from_env
+    _warn_missing_auth_file(env)
     for path in auth_file_candidates(env):
         if path.is_file():
             found = _credentials_from_auth_file(path, normalize_host(host))
             if found is not None:
                 return found
     return None
+
+
+_warned_auth_files: set[str] = set()
+
+
+def _warn_missing_auth_file(env: Mapping[str, str]) -> None:
+    """A REGISTRY_AUTH_FILE that is not there is a mistake worth saying, once per file."""
+    named = env.get("REGISTRY_AUTH_FILE")
+    if not named or Path(named).is_file() or named in _warned_auth_files:
+        return
+    _warned_auth_files.add(named)
+    output.warn(
+        f"REGISTRY_AUTH_FILE={named} is not a file; trying the other logins "
+        "(fix the path or unset it)"
+    )
 
 
 def _credentials_from_env(env: Mapping[str, str]) -> Credentials | None:

@@ -23,9 +23,11 @@ from urllib.parse import urljoin
 import requests
 
 from hepbuild import output
-from hepbuild.errors import AuthError, RegistryError
+from hepbuild.errors import AuthError, RegistryError, UsageError
+from hepbuild.files import sha256_digest
 from hepbuild.registry import media
 from hepbuild.registry.auth import Challenge, Credentials, parse_challenge
+from hepbuild.registry.reference import DEFAULT_HOST
 from hepbuild.tools import redact, register_secret
 
 MiB = 1024 * 1024
@@ -137,7 +139,7 @@ class _UploadLost(Exception):
 
 def sha256_of(source: Path | bytes) -> tuple[str, int]:
     if isinstance(source, bytes):
-        return "sha256:" + hashlib.sha256(source).hexdigest(), len(source)
+        return sha256_digest(source), len(source)
     digest = hashlib.sha256()
     size = 0
     with open(source, "rb") as fh:
@@ -183,6 +185,13 @@ class RegistryClient:
         if chunk_size < MIN_CHUNK:
             raise RegistryError(
                 f"chunk size {chunk_size} is too small", f"use at least {MIN_CHUNK} bytes"
+            )
+        if insecure and host == DEFAULT_HOST:
+            # Plain HTTP to Docker Hub is never what was meant; it is what a mistyped
+            # reference (no repository after host:port) used to turn into.
+            raise UsageError(
+                f"--insecure (plain HTTP) is refused for {DEFAULT_HOST}",
+                "name your own registry in full: docker://HOST:PORT/PROJECT/NAME:TAG",
             )
         self.host = host
         self.insecure = insecure
@@ -368,7 +377,7 @@ class RegistryClient:
         if response.status_code != 200:
             raise self._fail(response, f"cannot read manifest {repo}:{ref}")
         data = response.content
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         if DIGEST_RE.match(ref) and digest != ref:
             raise RegistryError(f"{self.host}/{repo}@{ref}: the manifest has digest {digest}")
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -390,7 +399,7 @@ class RegistryClient:
         return response.headers.get("Docker-Content-Digest")
 
     def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         response = self._request(
             "PUT",
             f"/v2/{repo}/manifests/{ref}",
@@ -497,7 +506,7 @@ class RegistryClient:
         if response.status_code != 200:
             raise self._fail(response, f"cannot download blob {digest} from {repo}")
         data = response.content[: limit + 1]
-        if len(data) > limit or "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if len(data) > limit or sha256_digest(data) != digest:
             raise RegistryError(f"blob {digest} from {self.host}/{repo} is not what was expected")
         return data
 

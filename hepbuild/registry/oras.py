@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from hepbuild.errors import ImageError, RegistryError, UsageError
-from hepbuild.platforms import Platform, get_arch, host_arch, parse_platform, pick_platform
+from hepbuild.platforms import (
+    Platform,
+    arch_from_oci,
+    get_arch,
+    host_arch,
+    parse_platform,
+    pick_platform,
+)
 from hepbuild.registry import media
 from hepbuild.registry.client import Descriptor, Manifest, RegistryClient, sha256_of
 from hepbuild.registry.reference import Reference, parse_reference
@@ -112,15 +119,29 @@ def push_sif_set(
     ref = _as_reference(ref)
     if ref.tag is None:
         raise UsageError(f"{ref}: a SIF index needs a tag, not a digest")
-    children: list[PushResult] = []
-    seen: set[str] = set()
-    for path in sif_paths:
-        arch = get_arch(_checked_arch(Path(path), None))
-        if arch.name in seen:
-            raise UsageError(f"two SIFs for {arch.name} given ({path})", "give one per arch")
-        seen.add(arch.name)
-        children.append(push_sif(client, Path(path), ref.with_tag(f"{ref.tag}-{arch.name}")))
+    # Every file is checked before the first byte goes out: a bad set uploads nothing.
+    arches = sif_arches(sif_paths)
+    children = [
+        push_sif(client, Path(path), ref.with_tag(f"{ref.tag}-{name}"))
+        for path, name in zip(sif_paths, arches, strict=True)
+    ]
     return push_sif_index(client, ref, children)
+
+
+def sif_arches(sif_paths: Sequence[Path]) -> list[str]:
+    """The centre's arch name of each SIF; a UsageError when two are for the same arch."""
+    first_for: dict[str, Path] = {}
+    names = []
+    for path in sif_paths:
+        name = get_arch(_checked_arch(Path(path), None)).name
+        if name in first_for:
+            raise UsageError(
+                f"two SIFs for {name} given: {first_for[name]} and {path}",
+                "give one SIF per architecture",
+            )
+        first_for[name] = Path(path)
+        names.append(name)
+    return names
 
 
 def push_sif_index(
@@ -148,38 +169,61 @@ def push_sif_index(
 
 def platform_json(platform: Platform) -> dict[str, str]:
     out = {"architecture": platform.architecture, "os": platform.os}
-    variant = platform.variant or {"arm": "v7", "arm64": "v8"}.get(platform.architecture)
+    variant = platform.variant or _written_variant(platform.architecture)
     if variant:
         out["variant"] = variant
     return out
+
+
+def _written_variant(architecture: str) -> str | None:
+    """The variant hepbuild writes for an OCI architecture (platforms.py knows them)."""
+    try:
+        return arch_from_oci(architecture).variant
+    except UsageError:
+        return None
 
 
 # -- pull ------------------------------------------------------------------------------------
 
 
 def pull_sif(
-    client: RegistryClient, ref: Reference | str, dest: Path, arch: str | None = None
+    client: RegistryClient,
+    ref: Reference | str,
+    dest: Path,
+    arch: str | None = None,
+    *,
+    force: bool = False,
 ) -> PullResult:
-    """Fetch a SIF. An index is resolved for ``arch`` (default: this host)."""
+    """Fetch a SIF. An index is resolved for ``arch`` (default: this host).
+
+    ``dest`` may be a folder (the file then gets the layer's title as its name). An existing
+    file is refused unless ``force``; the download goes to a temporary name that never stays.
+    """
     ref = _as_reference(ref)
     dest = Path(dest)
-    if not dest.parent.is_dir():
+    if not dest.is_dir() and not dest.parent.is_dir():
         raise UsageError(f"cannot write {dest}: folder {dest.parent} does not exist")
     manifest = client.get_manifest(ref.repository, ref.ref)
     platform = None
     if manifest.is_index:
         manifest, platform = _resolve_index(client, ref, manifest, arch)
     layer = _single_sif_layer(ref, manifest)
+    dest = _pull_destination(ref, dest, layer, force=force)
 
     tmp = dest.with_name(f".{dest.name}.pull")
-    client.get_blob(ref.repository, layer.digest, tmp)
-    if not is_sif(tmp):
+    try:
+        client.get_blob(ref.repository, layer.digest, tmp)
+        if not is_sif(tmp):
+            raise ImageError(
+                f"{ref}: the downloaded layer is not a SIF file",
+                "the artifact was not pushed as a SIF; pull it with skopeo instead",
+            )
+        sif_arch = read_sif_summary(tmp).arch
+        tmp.replace(dest)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise ImageError(
-            f"{ref}: the downloaded layer is not a SIF file",
-            "the artifact was not pushed as a SIF; pull it with skopeo instead",
-        )
-    tmp.replace(dest)
+    if platform is None and sif_arch != "unknown":
+        platform = parse_platform(arch_from_oci(sif_arch).platform)
     return PullResult(
         str(ref),
         manifest.digest,
@@ -188,6 +232,24 @@ def pull_sif(
         str(dest),
         str(platform) if platform else None,
     )
+
+
+def _pull_destination(ref: Reference, dest: Path, layer: Descriptor, *, force: bool) -> Path:
+    """The file to write: ``dest``, or ``dest/<layer title>`` when ``dest`` is a folder."""
+    if dest.is_dir():
+        title = (layer.annotations or {}).get(media.TITLE, "")
+        name = Path(title).name
+        if not name or name in (".", "..") or name != title:
+            raise UsageError(
+                f"{dest} is a folder and {ref}'s layer has no usable file name",
+                f"give the file to write, e.g. {dest / 'image.sif'}",
+            )
+        dest = dest / name
+    if dest.is_dir():
+        raise UsageError(f"cannot write {dest}: it is a folder", "give a file name to write")
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} already exists", "remove it, or pass --force to replace it")
+    return dest
 
 
 def _resolve_index(

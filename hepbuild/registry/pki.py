@@ -48,56 +48,29 @@ def make_local_pki(folder: Path) -> LocalPki:
 
 def _self_signed(key: Path, cert: Path, name: str, *, ca: bool) -> None:
     extension = "basicConstraints=critical,CA:TRUE" if ca else "basicConstraints=CA:FALSE"
-    tools.run(
-        [
-            _openssl(),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "30",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            extension,
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ],
-        quiet=True,
-    )
+    _new_certificate(key, cert, name, [extension])
 
 
 def _issued(key: Path, cert: Path, ca_key: Path, ca_cert: Path) -> None:
+    extensions = ["subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=CA:FALSE"]
+    _new_certificate(key, cert, "127.0.0.1", extensions, issuer=(ca_cert, ca_key))
+
+
+def _new_certificate(
+    key: Path,
+    cert: Path,
+    name: str,
+    extensions: list[str],
+    issuer: tuple[Path, Path] | None = None,
+) -> None:
+    """A fresh RSA key and a 30-day certificate for it, self-signed unless ``issuer`` signs."""
+    signer = ["-CA", str(issuer[0]), "-CAkey", str(issuer[1])] if issuer else []
+    added = [arg for extension in extensions for arg in ("-addext", extension)]
     tools.run(
         [
-            _openssl(),
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-CA",
-            ca_cert,
-            "-CAkey",
-            ca_key,
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=CA:FALSE",
-            "-keyout",
-            key,
-            "-out",
-            cert,
+            _openssl(), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+            "-days", "30", "-subj", f"/CN={name}", *signer, *added,
+            "-keyout", str(key), "-out", str(cert),
         ],
         quiet=True,
     )

@@ -45,8 +45,12 @@ class Reference:
 def parse_reference(text: str, *, default_transport: str = "docker") -> Reference:
     transport, rest = _split_transport(text.strip(), default_transport)
     rest = rest.lstrip("/") if rest.startswith("//") else rest
+    if not rest:
+        raise UsageError(
+            f"{text!r} names no image", "write host:port/project/name[:tag] after the transport"
+        )
     name, digest = _split_digest(text, rest)
-    host, path = _split_host(name)
+    host, path = _split_host(text, name)
     repository, tag = _split_tag(path)
     if not repository or not _REPO_RE.match(repository):
         raise UsageError(
@@ -82,12 +86,62 @@ def _split_digest(text: str, rest: str) -> tuple[str, str | None]:
     return name, digest if sep else None
 
 
-def _split_host(name: str) -> tuple[str, str]:
+def _looks_like_host(part: str) -> bool:
+    return "." in part or ":" in part or part.startswith("[") or part == "localhost"
+
+
+def _looks_like_host_only(name: str) -> bool:
+    """``127.0.0.1:5099``, ``harbor.example``, ``localhost:5000``: a registry without a path.
+
+    Docker would read these as Docker Hub names; hepbuild refuses them rather than contact a
+    host the user did not name. ``ubuntu:22.04`` stays a Docker Hub name (its tag is no port).
+    """
+    base, colon, port = name.partition(":")
+    return (
+        "." in base
+        or base == "localhost"
+        or name.startswith("[")
+        or bool(colon and port.isascii() and port.isdigit())
+    )
+
+
+def _split_host(text: str, name: str) -> tuple[str, str]:
     first, sep, remainder = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    if (sep and _looks_like_host(first)) or (not sep and _looks_like_host_only(name)):
+        if not remainder:
+            # Read as a Docker Hub name, this would send the request to a host nobody named.
+            raise UsageError(
+                f"{text!r} names the registry {first} but no repository",
+                f"write {first}/PROJECT/NAME[:TAG]; a Docker Hub image is written in full, "
+                f"{DEFAULT_HOST}/library/NAME:TAG",
+            )
+        check_host(text, first)
         return first, remainder
     path = name if "/" in name else f"library/{name}"
     return DEFAULT_HOST, path
+
+
+_HOSTNAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_IPV6_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
+
+
+def check_host(text: str, host: str) -> None:
+    """``name[:port]`` or ``[v6]:port`` with a port in 1-65535, else a UsageError naming it."""
+    hint = "write host, host:port or [ipv6]:port with a port from 1 to 65535"
+    if host.startswith("["):
+        address, bracket, port = host[1:].partition("]")
+        if not bracket or not address or not _IPV6_RE.match(address):
+            raise UsageError(f"invalid IPv6 address {host!r} in {text!r}", hint)
+        if port and not port.startswith(":"):
+            raise UsageError(f"invalid registry host {host!r} in {text!r}", hint)
+        port = port[1:] if port else None
+    else:
+        address, colon, port = host.partition(":")
+        if not _HOSTNAME_RE.match(address):
+            raise UsageError(f"invalid registry host {host!r} in {text!r}", hint)
+        port = port if colon else None
+    if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"invalid port {port!r} in {text!r}", hint)
 
 
 def _split_tag(path: str) -> tuple[str, str | None]:

@@ -1,8 +1,26 @@
-"""What a push or pull reports: one row of the summary table."""
+"""What a push or pull reports: one row of the summary table, and the ``--json`` document.
+
+JSON keys are snake_case identifiers; ``arch`` is the centre's name (x86_64, arm64, …) and
+``platform`` the OCI spelling (linux/amd64) beside it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from hepbuild.errors import UsageError
+from hepbuild.platforms import arch_from_oci, parse_platform
+
+
+def centre_arch(platform: str | None) -> str | None:
+    """``linux/arm/v7`` -> ``arm``; None for no platform or one hepbuild has no name for."""
+    if not platform:
+        return None
+    try:
+        parsed = parse_platform(platform)
+        return arch_from_oci(parsed.architecture, parsed.variant).name
+    except UsageError:
+        return None
 
 
 @dataclass
@@ -15,13 +33,19 @@ class PushResult:
     manifest_size: int = 0
     platform: str | None = None  # linux/arm/v7 style, for a per-arch push
     children: list[PushResult] = field(default_factory=list)
+    arch: str | None = None  # the centre's name of ``platform``
+
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = centre_arch(self.platform)
 
     def row(self) -> dict[str, object]:
         return {
             "reference": self.reference,
+            "arch": self.arch,
             "digest": self.digest,
             "size": self.size,
-            "bytes uploaded": self.bytes_uploaded,
+            "bytes_uploaded": self.bytes_uploaded,
         }
 
 
@@ -33,10 +57,16 @@ class PullResult:
     size: int
     path: str
     platform: str | None = None
+    arch: str | None = None  # the centre's name of ``platform``
+
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = centre_arch(self.platform)
 
     def row(self) -> dict[str, object]:
         return {
             "reference": self.reference,
+            "arch": self.arch,
             "digest": self.digest,
             "size": self.size,
             "file": self.path,

@@ -10,7 +10,6 @@ Three set-ups, all on 127.0.0.1 with config and state kept in one folder:
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import socket
@@ -24,6 +23,7 @@ import yaml
 
 from hepbuild import tools
 from hepbuild.errors import RegistryError
+from hepbuild.files import atomic_write
 from hepbuild.registry import pki
 from hepbuild.registry.tokenserver import ISSUER, SERVICE, TokenIssuer, TokenServer
 
@@ -126,16 +126,22 @@ class LocalRegistry:
         """Stop only the registry process (SIGKILL unless graceful); state stays for a restart."""
         if self._proc is not None:
             if self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
-                try:
-                    self._proc.wait(timeout=10)
-                except Exception:  # noqa: BLE001 - any wait failure: make sure it is gone
-                    self._proc.kill()
-                    self._proc.wait(timeout=10)
+                tools.send_signal(self._proc.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+                if not self._exited_within(10.0):
+                    tools.send_signal(self._proc.pid, signal.SIGKILL)
+                self._proc.wait()  # reaps it; after SIGKILL this cannot block for long
             self._proc = None
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _exited_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def __enter__(self) -> LocalRegistry:
         return self.start()
@@ -175,15 +181,12 @@ class LocalRegistry:
             }
         if self.mode == "token":
             config["auth"] = {"token": self._token_auth()}
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=True))
-        tmp.replace(self.config_path)
+        atomic_write(self.config_path, yaml.safe_dump(config, sort_keys=True))
 
     def _http_secret(self) -> str:
         path = self.root / "http-secret"
         if not path.exists():
-            path.write_text(secrets.token_hex(16))
-            path.chmod(0o600)
+            atomic_write(path, secrets.token_hex(16), mode=0o600)  # never briefly world-readable
         return path.read_text().strip()
 
     def _write_htpasswd(self) -> Path:
@@ -329,9 +332,7 @@ def start_daemon(
     registry.write_config()
     registry._spawn(detach=True)
     registry.wait_ready()
-    tmp = pid_file(root).with_suffix(".tmp")
-    tmp.write_text(f"{registry.pid} {port} {mode}\n")
-    tmp.replace(pid_file(root))
+    atomic_write(pid_file(root), f"{registry.pid} {port} {mode}\n")
     registry._proc = None  # the daemon is no longer ours to reap; the pid file tracks it
     return registry, True
 
@@ -343,14 +344,14 @@ def stop_daemon(root: Path, timeout: float = 10.0) -> bool:
     if pid is None:
         pid_file(root).unlink(missing_ok=True)
         return False
-    os.kill(pid, signal.SIGTERM)
+    tools.send_signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         if _is_zombie(pid):
             break
         time.sleep(0.05)
     if Path(f"/proc/{pid}").exists() and not _is_zombie(pid):
-        os.kill(pid, signal.SIGKILL)
+        tools.send_signal(pid, signal.SIGKILL)
     pid_file(root).unlink(missing_ok=True)
     return True
 
