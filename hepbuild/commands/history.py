@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
 from hepbuild import output
-from hepbuild.config.load import load_config
 from hepbuild.release.history import VersionRow, read_history
-from hepbuild.release.store import open_store
-from hepbuild.release.targets import resolve_image
+from hepbuild.release.targets import open_image
 
 COLUMNS = ("tag", "version", "built", "digest", "moving", "platforms", "records", "rollbacks")
 
@@ -25,9 +22,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(Path.cwd(), profile=args.profile, env=os.environ)
-    target = resolve_image(config, args.image)
-    store = open_store(config.profile.registry, os.environ)
+    target, store = open_image(args.image, args.profile, os.environ)
     history = read_history(store, target.repository, target.scheme)
     if args.json:
         output.emit_json(history)

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hepbuild import output
-from hepbuild.config.load import load_config
 from hepbuild.release.rollback import RollbackRequest, rollback
-from hepbuild.release.store import open_store
-from hepbuild.release.targets import current_user, resolve_image
+from hepbuild.release.targets import current_user, open_image
 
 RECORDS_DIR = Path("build") / "records"
 
@@ -22,16 +20,15 @@ def register(sub: Any) -> None:
     parser.add_argument("image", metavar="IMAGE", help="group/name-base, e.g. hep/root-el9")
     parser.add_argument("--to", required=True, metavar="TAG",
                         help="dated tag (or version tag) to go back to; see hepbuild history")
-    parser.add_argument("--reason", default="", metavar="TEXT", help="why, kept in the record")
+    parser.add_argument("--reason", required=True, metavar="TEXT",
+                        help="why (required), kept in the rollback record")
     parser.add_argument("--profile", default=None, help="profile in matrix.yaml (its registry)")
     parser.add_argument("--json", action="store_true", help="print what moved as JSON")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(Path.cwd(), profile=args.profile, env=os.environ)
-    target = resolve_image(config, args.image)
-    store = open_store(config.profile.registry, os.environ)
+    target, store = open_image(args.image, args.profile, os.environ)
     request = RollbackRequest(
         image=target.image, repository=target.repository, sif_repository=target.sif_repository,
         scheme=target.scheme, to_tag=args.to, user=current_user(os.environ), reason=args.reason,
@@ -39,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     done = rollback(store, request, dt.datetime.now(dt.timezone.utc), Path.cwd() / RECORDS_DIR)
     if args.json:
         output.emit_json(done)
+        return 0
+    if done.already_there:
+        output.info(f"{done.image} is already at {done.to_tag}: its moving tags point there; "
+                    "nothing moved and no record was written")
         return 0
     rows = [{"repository": m.repository, "tag": m.tag, "from": output.short_digest(m.old_digest),
              "to": output.short_digest(m.new_digest)} for m in done.moves]

@@ -37,8 +37,9 @@ class Rollback:
     user: str
     reason: str
     time: str
-    record_digest: str
+    record_digest: str | None  # None when nothing moved and so nothing was recorded
     sif_digest: str | None = None
+    already_there: bool = False  # every moving tag already pointed at to_tag
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class RollbackRequest:
 def rollback(
     store: ManifestStore, request: RollbackRequest, when: dt.datetime, records_dir: Path
 ) -> Rollback:
+    if not request.reason.strip():
+        raise UsageError(f"rollback of {request.image} needs a reason; nothing was moved",
+                         "say why with --reason TEXT; it is kept in the rollback record")
     version = request.scheme.version_of(request.to_tag)
     target = _target(store, request)
     sif_target = _sif_target(store, request)
@@ -63,10 +67,28 @@ def rollback(
     moves = _plan_moves(store, request.repository, tags, target)
     if sif_target is not None and request.sif_repository:
         moves += _plan_moves(store, request.sif_repository, tags, sif_target)
+    # A tag that already points at the target is not a move: "moving" X to X would write a
+    # record of a rollback that changed nothing.
+    moves = [(move, manifest) for move, manifest in moves if move.old_digest != move.new_digest]
+    if not moves:
+        return _already_there(request, when, target, sif_target)
     for move, manifest in moves:
         store.put_manifest(move.repository, move.tag, manifest.data, manifest.media_type)
 
     return _record(store, request, when, records_dir, target, sif_target, [m for m, _ in moves])
+
+
+def _already_there(request: RollbackRequest, when: dt.datetime, target: Manifest,
+                   sif_target: Manifest | None) -> Rollback:
+    return Rollback(
+        image=request.image, to_tag=request.to_tag, digest=target.digest, moves=(),
+        user=request.user, reason=request.reason, time=_stamp(when), record_digest=None,
+        sif_digest=sif_target.digest if sif_target else None, already_there=True,
+    )
+
+
+def _stamp(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _target(store: ManifestStore, request: RollbackRequest) -> Manifest:
@@ -111,7 +133,7 @@ def _record(
     store: ManifestStore, request: RollbackRequest, when: dt.datetime, records_dir: Path,
     target: Manifest, sif_target: Manifest | None, moves: list[TagMove],
 ) -> Rollback:
-    stamp = when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = _stamp(when)
     entry = {
         "schema": 1, "kind": "rollback", "image": request.image, "to_tag": request.to_tag,
         "digest": target.digest, "sif_digest": sif_target.digest if sif_target else None,

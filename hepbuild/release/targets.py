@@ -6,11 +6,14 @@ import difflib
 import getpass
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from hepbuild import naming
+from hepbuild.config.load import load_config
 from hepbuild.config.model import Base, Config, Recipe
 from hepbuild.errors import UsageError
 from hepbuild.release.history import TagScheme
+from hepbuild.release.store import ManifestStore, open_store
 from hepbuild.release.versions import repository_path
 
 
@@ -47,6 +50,15 @@ def _target(config: Config, image: str, recipe: Recipe, base: Base) -> ImageTarg
            if "sif" in recipe.outputs else None)
     return ImageTarget(image, recipe, base,
                        repository_path(registry, naming.repository(registry, recipe)), sif)
+
+
+def open_image(image: str, profile: str | None,
+               env: Mapping[str, str]) -> tuple[ImageTarget, ManifestStore]:
+    """The project in the current directory, the image the user named in it, and its
+    profile's registry: what history and rollback both start from."""
+    config = load_config(Path.cwd(), profile=profile, env=env)
+    target = resolve_image(config, image)
+    return target, open_store(config.profile.registry, env)
 
 
 def current_user(env: Mapping[str, str]) -> str:

@@ -118,7 +118,30 @@ def test_publish_history_rollback_commands(
     assert [(r["user"], r["reason"]) for r in after[1]["rollbacks"]] == [("carol", "broken ROOT")]
     assert (after[0]["rollbacks"], after[1]["moving"]) == ([], ["2.0-el9", "el9-latest"])
 
-    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to", "9.9-el9")
+    log = root / "build" / "records" / "rollbacks.jsonl"
+    logged = log.read_text()
+    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to",
+                          published[0]["dated_tag"], "--reason", "again")
+    assert code == 0, err
+    assert f"hep/clidemo-el9 is already at {published[0]['dated_tag']}" in err
+    assert "no record was written" in err
+    assert log.read_text() == logged
+    code, out, _ = _run(capsys, "history", "hep/clidemo-el9", "--json")
+    assert len(json.loads(out)["versions"][1]["rollbacks"]) == 1
+
+    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to",
+                          published[1]["dated_tag"], "--reason", "  ")
+    assert code == 2
+    assert "needs a reason; nothing was moved" in err and "Traceback" not in err
+    assert client.manifest_exists("hep/clidemo", "el9-latest") == published[0]["digest"]
+
+    with pytest.raises(SystemExit) as usage:
+        main(["rollback", "hep/clidemo-el9", "--to", published[1]["dated_tag"]])
+    assert usage.value.code == 2
+    assert "the following arguments are required: --reason" in capsys.readouterr().err
+
+    code, out, err = _run(capsys, "rollback", "hep/clidemo-el9", "--to", "9.9-el9",
+                          "--reason", "x")
     assert code == 2
     assert "available versions: " + ", ".join(v["tag"] for v in versions) in err
     assert client.manifest_exists("hep/clidemo", "el9-latest") == published[0]["digest"]
@@ -175,7 +198,19 @@ def test_publish_and_rollback_with_a_robot_over_tls(
     release = json.loads(out)["releases"][0]
     assert release["platforms"] == ["linux/amd64", "linux/arm64/v8"]
     dated = release["dated_tag"]
-    code, out, err = _run(capsys, "rollback", "hep/tlsdemo-el9", "--to", dated, "--json")
+    code, out, err = _run(capsys, "rollback", "hep/tlsdemo-el9", "--to", dated, "--json",
+                          "--reason", "no-op")
+    assert code == 0, err
+    assert (json.loads(out)["already_there"], json.loads(out)["moves"]) == (True, [])
+
+    _push(client, "hep/tlsdemo", "1.0-el9-x86_64", b"tls2", "amd64")
+    _push(client, "hep/tlsdemo", "1.0-el9-arm64", b"tls-arm2", "arm64")
+    code, out, err = _run(capsys, "publish", "hep/tlsdemo-el9-x86_64", "--json",
+                          "--time", "2026-12-02T00:00:00Z")
+    assert code == 0, err
+    code, out, err = _run(capsys, "rollback", "hep/tlsdemo-el9", "--to", dated, "--json",
+                          "--reason", "back to the first")
     assert code == 0, err
     assert {m["tag"] for m in json.loads(out)["moves"]} == {"1.0-el9", "el9-latest"}
+    assert json.loads(out)["record_digest"].startswith("sha256:")
     assert ROBOT_SECRET not in out + err

@@ -227,7 +227,7 @@ def test_rollback_to_a_missing_tag_lists_versions_and_moves_nothing(
     release = publish_image(store, [(cells[0], image)], T1, registry=registry)
     request = RollbackRequest(image="hep/rollmiss-el9", repository="hep/rollmiss",
                               sif_repository=None, scheme=TagScheme("el9"),
-                              to_tag="0.9-el9-20250101T000000Z", user="bob", reason="")
+                              to_tag="0.9-el9-20250101T000000Z", user="bob", reason="test")
 
     with pytest.raises(UsageError) as caught:
         rollback(store, request, T3, tmp_path)
@@ -257,7 +257,7 @@ def test_rollback_refuses_when_the_sif_of_that_version_is_missing(
     push_arch_sif(store.client, registry, other, b"an older SIF")  # hep/rollsif-sif:0.9-el9-...
     request = RollbackRequest(image="hep/rollsif-el9", repository="hep/rollsif",
                               sif_repository="hep/rollsif-sif", scheme=TagScheme("el9"),
-                              to_tag=release.dated_tag, user="dave", reason="")
+                              to_tag=release.dated_tag, user="dave", reason="test")
 
     with pytest.raises(UsageError, match="the SIF repository has no"):
         rollback(store, request, T3, tmp_path)
