@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hepbuild import naming
@@ -165,29 +165,34 @@ def check_all_built(cells_results: Sequence[CellResult]) -> None:
 def _oci_manifests(
     client: ManifestStore, repository: str, cells_results: Sequence[CellResult]
 ) -> list[tuple[Cell, Manifest]]:
-    found = []
-    for cell, result in cells_results:
-        manifest = client.find_manifest(repository, str(result.digest))
-        if manifest is None:
-            raise PublishBlocked(
-                f"{cell.id} ({cell.arch.name}): manifest {result.digest} is not in {repository}",
-                "push the per-arch image first (hepbuild build --push)",
-            )
-        found.append((cell, manifest))
-    return found
+    return _arch_manifests(
+        client, repository, [(cell, str(result.digest)) for cell, result in cells_results],
+        lambda cell, ref: f"manifest {ref} is not in {repository}",
+        "push the per-arch image first (hepbuild build --push)",
+    )
 
 
 def _sif_manifests(
     client: ManifestStore, repository: str, cells_results: Sequence[CellResult]
 ) -> list[tuple[Cell, Manifest]]:
+    return _arch_manifests(
+        client, repository, [(cell, naming.arch_tag(cell)) for cell, _ in cells_results],
+        lambda cell, ref: f"no SIF at {repository}:{ref}",
+        "convert and push the SIF of this arch first",
+    )
+
+
+def _arch_manifests(
+    client: ManifestStore, repository: str, wanted: Sequence[tuple[Cell, str]],
+    missing: Callable[[Cell, str], str], hint: str,
+) -> list[tuple[Cell, Manifest]]:
+    """The manifest of each arch (by digest or tag); the first one missing blocks publish."""
     found = []
-    for cell, _ in cells_results:
-        manifest = client.find_manifest(repository, naming.arch_tag(cell))
+    for cell, reference in wanted:
+        manifest = client.find_manifest(repository, reference)
         if manifest is None:
-            raise PublishBlocked(
-                f"{cell.id} ({cell.arch.name}): no SIF at {repository}:{naming.arch_tag(cell)}",
-                "convert and push the SIF of this arch first",
-            )
+            raise PublishBlocked(f"{cell.id} ({cell.arch.name}): {missing(cell, reference)}",
+                                 hint)
         found.append((cell, manifest))
     return found
 
