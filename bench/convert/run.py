@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from hepbuild import tools  # noqa: E402
-from hepbuild.image.oci import OCI_LAYER_GZIP, write_blob  # noqa: E402
+from hepbuild.image.oci import OCI_LAYER_GZIP, write_blob, write_layout_index  # noqa: E402
 from hepbuild.image.squashfs import DEFAULT_LEVEL  # noqa: E402
+from hepbuild.platforms import host_arch  # noqa: E402
 
 PACKAGES = "python3,perl,gcc,libc6-dev,git"
 TAG = "bench"
@@ -103,7 +104,8 @@ def ensure_layout(cache: Path) -> Path:
     tmp = cache / "layout.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     layers = [gzip_blob(tmp, base), gzip_blob(tmp, upper)]
-    config = {"architecture": "amd64", "os": "linux",
+    # mmdebstrap builds for the host, so the image is the host's architecture
+    config = {"architecture": host_arch().oci, "os": "linux",
               "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/bash"]},
               "rootfs": {"type": "layers", "diff_ids": [x.pop("diff_id") for x in layers]}}
     config_digest, config_size = write_blob(tmp, json.dumps(config).encode())
@@ -111,10 +113,7 @@ def ensure_layout(cache: Path) -> Path:
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                            "digest": config_digest, "size": config_size}, "layers": layers}
     digest, size = write_blob(tmp, json.dumps(manifest).encode())
-    (tmp / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (tmp / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": manifest["mediaType"], "digest": digest, "size": size,
-         "annotations": {"org.opencontainers.image.ref.name": TAG}}]}))
+    write_layout_index(tmp, digest, size, TAG, None)
     tmp.rename(layout)
     return layout
 

@@ -8,7 +8,6 @@ renamed into place, so a failure never leaves a half-written file under the fina
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ from typing import Any
 
 from hepbuild import tools
 from hepbuild.errors import ImageError, UsageError
+from hepbuild.files import write_checksum_files
 from hepbuild.image import apptainer, oci, sif, squashfs
 from hepbuild.image.flatten import Flattener, report_notes
 from hepbuild.image.sandbox import tar_directory
@@ -36,7 +36,9 @@ from hepbuild.platforms import (
     SIF_ARCH_NAMES,
     Platform,
     arch_from_sif_code,
+    get_arch,
     host_arch,
+    is_arch,
     parse_platform,
     platform_matches,
 )
@@ -45,20 +47,22 @@ DEFAULT_TAG = "latest"
 OCI_CONFIG_NAME = "oci-config.json"
 INSPECT_NAME = "inspect-metadata.json"
 FILE_OUTPUTS = ("sif", "oci-archive", "docker-archive")
+FILE_INPUTS = ("oci", "oci-archive", "docker-archive", "sif", "sandbox")
 
 
 @dataclass(frozen=True)
 class ConvertResult:
     source: str
     destination: str
-    format: str  # "sif", "sandbox" or "oci"
+    format: str  # "sif", "sandbox", "docker-archive" or "oci"
     digest: str | None  # sha256:<hex> of the file, or the manifest digest of an OCI image
     sha256: str | None
     md5: str | None
     size: int | None
     checksum_files: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    arch: str | None = None
+    arch: str | None = None  # the centre's name (x86_64, arm64...), else the OCI one
+    platform: str | None = None  # "linux/amd64" style
 
 
 def convert(src: str, dst: str, *, arch: str | None = None, authfile: Path | None = None,
@@ -73,10 +77,24 @@ def convert(src: str, dst: str, *, arch: str | None = None, authfile: Path | Non
     if not 1 <= compression_level <= 9:
         raise UsageError(f"compression level {compression_level} is not between 1 and 9")
     access = Access(authfile, tls_verify, compression_level)
+    _check_source_exists(source)
     _check_pair(source, target)
     with _workspace(target) as work:
         produced = _dispatch(source, target, arch, access, work)
     return _finish(source, target, produced, time.monotonic() - start)
+
+
+def _check_source_exists(source: ImageRef) -> None:
+    """Say so plainly when a local source is missing, before skopeo reports it its own way."""
+    if source.transport not in FILE_INPUTS or source.path.exists():
+        return
+    # skopeo allows docker-archive:FILE:REF and oci-archive:FILE:REF
+    file_part, sep, _ref = source.location.rpartition(":")
+    if source.transport.endswith("-archive") and sep and Path(file_part).is_file():
+        return
+    kind = "directory" if source.transport in ("oci", "sandbox") else "file"
+    raise UsageError(f"{source}: {kind} {source.path} does not exist",
+                     "check the path of the source image")
 
 
 def _check_pair(source: ImageRef, target: ImageRef) -> None:
@@ -107,7 +125,7 @@ def _workspace(target: ImageRef) -> Iterator[Path]:
 class _Produced:
     path: Path | None
     digest: str | None = None
-    arch: str | None = None
+    platform: Platform | None = None
 
 
 def _dispatch(source: ImageRef, target: ImageRef, arch: str | None, access: Access,
@@ -123,7 +141,7 @@ def _dispatch(source: ImageRef, target: ImageRef, arch: str | None, access: Acce
         sandbox = _sif_to_sandbox(source.path, work / "rootfs")
         if target.format == "sandbox":
             os.rename(sandbox, target.path)
-            return _Produced(None, arch=_sif_arch(source.path))
+            return _Produced(None, platform=platform_of_oci_arch(_sif_arch(source.path)))
         config = _config_from_sif(source.path)
         return _sandbox_to_oci(sandbox, config, target, access, work)
     if target.format == "sif":
@@ -167,6 +185,24 @@ def _image_arch(image: oci.OciImage) -> str | None:
     return image.platform.architecture if image.platform else None
 
 
+def platform_of_oci_arch(oci_arch: str | None) -> Platform | None:
+    """The platform of an OCI architecture name with the variant hepbuild writes for it."""
+    if not oci_arch or oci_arch == "unknown":
+        return None
+    if is_arch(oci_arch):
+        known = get_arch(oci_arch)
+        return Platform("linux", known.oci, known.variant)
+    return Platform("linux", oci_arch)
+
+
+def centre_arch_name(platform: Platform | None) -> str | None:
+    """x86_64, arm64... for the arches the centre builds; the OCI name for any other."""
+    if platform is None:
+        return None
+    return get_arch(platform.architecture).name if is_arch(platform.architecture) \
+        else platform.architecture
+
+
 def _with_metadata(image: oci.OciImage, ref: ImageRef, work: Path) -> Flattener:
     flat = flatten_image(image, work)
     meta = apptainer.Metadata(image.config, _image_arch(image), _definition(ref))
@@ -190,7 +226,7 @@ def _oci_to_sandbox(image: oci.OciImage, ref: ImageRef, target: Path, work: Path
     staged = work / "rootfs"
     unpack_tree(flat, staged).warn_changes()
     os.rename(staged, target)
-    return _Produced(None, image.manifest_digest, _image_arch(image))
+    return _Produced(None, image.manifest_digest, image.platform)
 
 
 def _oci_to_sif(image: oci.OciImage, ref: ImageRef, target: Path, work: Path, level: int
@@ -212,7 +248,7 @@ def _oci_to_sif(image: oci.OciImage, ref: ImageRef, target: Path, work: Path, le
         sif.NewObject(sif.DATA_GENERIC_JSON, _config_bytes(image.config), name=OCI_CONFIG_NAME),
         sif.primary_squashfs(squash, sif_arch_code(arch)),
     ]
-    return _write_sif_file(objects, target, work, arch)
+    return _write_sif_file(objects, target, work, image.platform or platform_of_oci_arch(arch))
 
 
 def _config_bytes(config: dict[str, Any]) -> bytes:
@@ -226,15 +262,15 @@ def sif_arch_code(oci_arch: str) -> str:
     return "00"
 
 
-def _write_sif_file(objects: list[sif.NewObject], target: Path, work: Path, arch: str
-                    ) -> _Produced:
+def _write_sif_file(objects: list[sif.NewObject], target: Path, work: Path,
+                    platform: Platform | None) -> _Produced:
     staged = work / "image.sif"
     writer = sif.SifWriter()
     if os.environ.get("SOURCE_DATE_EPOCH"):
         writer = sif.SifWriter(timestamp=int(os.environ["SOURCE_DATE_EPOCH"]))
     writer.write(staged, objects)
     os.rename(staged, target)
-    return _Produced(target, arch=arch)
+    return _Produced(target, platform=platform)
 
 
 def _oci_to_oci(image: oci.OciImage, target: ImageRef, access: Access, work: Path
@@ -242,7 +278,7 @@ def _oci_to_oci(image: oci.OciImage, target: ImageRef, access: Access, work: Pat
     layout = work / "single"
     _single_image_layout(image, layout)
     _store(layout, target, access, work)
-    return _Produced(_file_output(target), image.manifest_digest, _image_arch(image))
+    return _Produced(_file_output(target), image.manifest_digest, image.platform)
 
 
 def _single_image_layout(image: oci.OciImage, layout: Path) -> None:
@@ -335,18 +371,24 @@ def _sandbox_to_oci(root: Path, config: dict[str, Any], target: ImageRef, access
     if not root.is_dir():
         raise ImageError(f"sandbox {root} is not a directory")
     layout = work / "layout"
-    digest = write_single_layer_layout(root, config, layout, work)
-    if target.transport == "oci":
+    direct = target.transport == "oci"
+    tag = (target.tag or DEFAULT_TAG) if direct else DEFAULT_TAG
+    digest = write_single_layer_layout(root, config, layout, work, tag)
+    if direct:
         os.rename(layout, target.path)
-        if target.tag and target.tag != DEFAULT_TAG:
-            _retag(target.path, target.tag)
     else:
         _store(layout, target, access, work)
-    return _Produced(_file_output(target), digest, config.get("architecture"))
+    return _Produced(_file_output(target), digest, _config_platform(config))
 
 
-def write_single_layer_layout(root: Path, config: dict[str, Any], layout: Path, work: Path
-                              ) -> str:
+def _config_platform(config: dict[str, Any]) -> Platform | None:
+    if not config.get("architecture"):
+        return None
+    return Platform(config.get("os", "linux"), config["architecture"], config.get("variant"))
+
+
+def write_single_layer_layout(root: Path, config: dict[str, Any], layout: Path, work: Path,
+                              tag: str = DEFAULT_TAG) -> str:
     """An OCI layout with the whole tree as one gzip layer; returns the manifest digest."""
     plain_tar = work / "layer.tar"
     with open(plain_tar, "wb") as out:
@@ -365,17 +407,9 @@ def write_single_layer_layout(root: Path, config: dict[str, Any], layout: Path, 
                 "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": layer_digest,
                             "size": layer_size}]}
     manifest_digest, manifest_size = oci.write_blob(layout, json.dumps(manifest).encode())
-    platform = Platform(config.get("os", "linux"), config.get("architecture", ""),
-                        config.get("variant"))
-    oci.write_layout_index(layout, manifest_digest, manifest_size, DEFAULT_TAG,
-                           platform if platform.architecture else None)
+    oci.write_layout_index(layout, manifest_digest, manifest_size, tag,
+                           _config_platform(config))
     return manifest_digest
-
-
-def _retag(layout: Path, tag: str) -> None:
-    index = json.loads((layout / "index.json").read_text())
-    index["manifests"][0]["annotations"][oci.REF_NAME] = tag
-    (layout / "index.json").write_text(json.dumps(index, indent=2))
 
 
 def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path, level: int
@@ -388,7 +422,7 @@ def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path, leve
     definition = apptainer.deffile("localimage", str(root))
     objects = [sif.NewObject(sif.DATA_DEFFILE, definition.encode()),
                sif.primary_squashfs(squash, sif_arch_code(platform.architecture))]
-    return _write_sif_file(objects, target, work, platform.architecture)
+    return _write_sif_file(objects, target, work, platform)
 
 
 # --- results ----------------------------------------------------------------------------
@@ -396,30 +430,21 @@ def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path, leve
 
 def _finish(source: ImageRef, target: ImageRef, produced: _Produced, seconds: float
             ) -> ConvertResult:
+    fmt = output_format(target)
+    arch = centre_arch_name(produced.platform)
+    platform = str(produced.platform) if produced.platform else None
     if produced.path is None:
-        return ConvertResult(str(source), str(target), target.format, produced.digest, None,
-                             None, None, [], round(seconds, 3), produced.arch)
-    sha256, md5, files = write_checksums(produced.path)
-    return ConvertResult(str(source), str(target), target.format, f"sha256:{sha256}", sha256,
-                         md5, produced.path.stat().st_size, files, round(seconds, 3),
-                         produced.arch)
+        return ConvertResult(str(source), str(target), fmt, produced.digest, None, None, None,
+                             [], round(seconds, 3), arch, platform)
+    sha256, md5, files = write_checksum_files(produced.path)
+    return ConvertResult(str(source), str(target), fmt, f"sha256:{sha256}", sha256, md5,
+                         produced.path.stat().st_size, [str(f) for f in files],
+                         round(seconds, 3), arch, platform)
 
 
-def write_checksums(path: Path) -> tuple[str, str, list[str]]:
-    """Write ``FILE.sha256`` and ``FILE.md5`` in sha256sum/md5sum format, atomically."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-    written = []
-    for suffix, value in (("sha256", sha.hexdigest()), ("md5", md5.hexdigest())):
-        out = path.with_name(f"{path.name}.{suffix}")
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(f"{value}  {path.name}\n")
-        os.replace(tmp, out)
-        written.append(str(out))
-    return sha.hexdigest(), md5.hexdigest(), written
+def output_format(target: ImageRef) -> str:
+    """What the destination holds: a docker-archive is Docker's format, not OCI's."""
+    return "docker-archive" if target.transport == "docker-archive" else target.format
 
 
-__all__ = ["ConvertResult", "convert", "flatten_image", "write_checksums"]
+__all__ = ["ConvertResult", "convert", "flatten_image"]

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from hepbuild.errors import ImageError
+from hepbuild.files import atomic_write, file_digests, sha256_digest
 from hepbuild.platforms import Platform, host_arch, parse_platform, pick_platform
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -92,7 +93,7 @@ def read_json_blob(layout: Path, digest: str, what: str) -> dict[str, Any]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise ImageError(f"{layout}: the {what} blob {digest} is missing") from None
-    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+    if sha256_digest(data) != digest:
         raise ImageError(f"{layout}: the {what} blob {digest} does not match its digest")
     return _parse_json(data, f"{what} {digest}")
 
@@ -235,12 +236,9 @@ def _effective_compression(source: Path, layer: LayerRef) -> str:
 
 
 def _check_digest(path: Path, digest: str, what: str) -> None:
-    sha = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            sha.update(chunk)
-    if "sha256:" + sha.hexdigest() != digest:
-        raise ImageError(f"{what}: content does not match its digest (sha256:{sha.hexdigest()})",
+    actual = "sha256:" + file_digests(path)[0]
+    if actual != digest:
+        raise ImageError(f"{what}: content does not match its digest ({actual})",
                          "the blob is corrupted; pull the image again")
 
 
@@ -321,13 +319,10 @@ def _gunzip(reader: _HashingReader) -> Iterator[bytes]:
 
 
 def write_blob(layout: Path, data: bytes) -> tuple[str, int]:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = sha256_digest(data)
     path = blob_path(layout, digest)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic_write(path, data)
     return digest, len(data)
 
 
@@ -337,17 +332,28 @@ def add_blob_file(layout: Path, source: Path, digest: str) -> None:
     os.replace(source, path)
 
 
-def write_layout_index(layout: Path, manifest_digest: str, manifest_size: int, tag: str,
-                       platform: Platform | None) -> None:
-    (layout / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+def index_entry(manifest_digest: str, manifest_size: int, tag: str, platform: Platform | None
+                ) -> dict[str, Any]:
+    """One ``manifests`` entry of an index.json: a manifest under a tag, for a platform."""
     entry: dict[str, Any] = {"mediaType": OCI_MANIFEST, "digest": manifest_digest,
                              "size": manifest_size, "annotations": {REF_NAME: tag}}
     if platform is not None:
         entry["platform"] = {"os": platform.os, "architecture": platform.architecture}
         if platform.variant:
             entry["platform"]["variant"] = platform.variant
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [entry]}
-    (layout / "index.json").write_text(json.dumps(index, indent=2))
+    return entry
+
+
+def write_index(layout: Path, entries: list[dict[str, Any]]) -> None:
+    """``oci-layout`` and ``index.json``, each replaced atomically (readers never see half)."""
+    atomic_write(layout / "oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}))
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    atomic_write(layout / "index.json", json.dumps(index, indent=2))
+
+
+def write_layout_index(layout: Path, manifest_digest: str, manifest_size: int, tag: str,
+                       platform: Platform | None) -> None:
+    write_index(layout, [index_entry(manifest_digest, manifest_size, tag, platform)])
 
 
 def gzip_file(source: Path, target: Path) -> tuple[str, str, int]:

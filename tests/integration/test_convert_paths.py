@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 from hepbuild.image import oci, sif
 from hepbuild.image.convert import convert
-from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 from hepbuild.image.unpack import remove_tree
 
 pytestmark = pytest.mark.tools
@@ -156,6 +156,8 @@ def test_sandbox_to_sif_and_back(tmp_path: Path) -> None:
 
 def test_oci_archive_both_ways_through_skopeo(tmp_path: Path) -> None:
     result = convert(make_layout(tmp_path), f"oci-archive:{tmp_path / 'img.tar'}")
+    assert result.format == "oci" and result.arch == "x86_64"
+    assert result.platform == "linux/amd64"
     assert result.size == (tmp_path / "img.tar").stat().st_size
     subprocess.run(["sha256sum", "-c", "img.tar.sha256"], cwd=tmp_path, check=True)
     inspect = json.loads(run("skopeo", "inspect", f"oci-archive:{tmp_path / 'img.tar'}"))
@@ -242,6 +244,7 @@ def test_containers_storage_both_ways(tmp_path: Path) -> None:
 
 def test_docker_archive_both_ways(tmp_path: Path) -> None:
     result = convert(make_layout(tmp_path), f"docker-archive:{tmp_path / 'img.tar'}")
+    assert result.format == "docker-archive"  # Docker's own format, not an OCI layout
     assert result.checksum_files == [f"{tmp_path / 'img.tar'}.sha256",
                                      f"{tmp_path / 'img.tar'}.md5"]
     convert(f"docker-archive:{tmp_path / 'img.tar'}", f"sandbox:{tmp_path / 'sb'}")

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 from hepbuild.image import oci
 from hepbuild.image.convert import flatten_image
 from hepbuild.image.flatten import write_tar
-from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 from hepbuild.image.unpack import remove_tree, unpack_tree
 
 pytestmark = [pytest.mark.tools, pytest.mark.root]

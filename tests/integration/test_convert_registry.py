@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 from hepbuild.errors import ToolError
 from hepbuild.image import oci
 from hepbuild.image.convert import convert
-from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 pytestmark = [pytest.mark.tools, pytest.mark.registry]
 USER, SECRET = "robot$hep+ci", "s3cr3t$1"

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from oci_layouts import TarEntry, tar_bytes
 
 from hepbuild.image.apptainer import (
     BASE_DIRS,
@@ -20,7 +21,6 @@ from hepbuild.image.apptainer import (
     runscript,
 )
 from hepbuild.image.flatten import Flattener
-from hepbuild.image.layout import TarEntry, tar_bytes
 
 SHELLS = ["sh", "bash", "dash"]
 R1_ENTRYPOINT = ["sh", "-c", 'echo EP && "$0" "$@"']

@@ -8,12 +8,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 from hepbuild.errors import ImageError
 from hepbuild.image import oci
 from hepbuild.image.convert import flatten_image
 from hepbuild.image.flatten import Flattener, write_tar
-from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 from hepbuild.image.unpack import remove_tree, unpack_tree
 
 D, F, L, H = "dir", "file", "symlink", "hardlink"

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 
 from hepbuild.errors import ImageError, UsageError
 from hepbuild.image import oci
-from hepbuild.image.layout import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 from hepbuild.image.transports import ImageRef, parse_ref, repository_of
 
 G3_PLATFORMS = [("amd64", None), ("386", None), ("arm", "v5"), ("arm", "v6"), ("arm", "v7"),

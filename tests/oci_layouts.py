@@ -1,9 +1,11 @@
-"""Writing an OCI image layout from layer tars held in memory (small images, tests, tools)."""
+"""Test helpers: OCI image layouts built from layer tars held in memory, and those tars.
+
+Kept out of the package: hepbuild itself writes layouts only through hepbuild.image.oci.
+"""
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import tarfile
@@ -14,7 +16,12 @@ from typing import Any
 
 import zstandard
 
+from hepbuild.files import sha256_digest
 from hepbuild.image import oci
+from hepbuild.platforms import get_arch
+
+# An image without an explicit config architecture is an x86_64 one.
+DEFAULT_ARCH = get_arch("x86_64").oci
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,8 @@ class LayoutWriter:
             blob = layer.raw if layer.raw is not None else compress(layer.tar, layer.media_type)
             digest, size = oci.write_blob(self.root, blob)
             descriptors.append({"mediaType": layer.media_type, "digest": digest, "size": size})
-            diff_ids.append("sha256:" + hashlib.sha256(layer.tar).hexdigest())
-        full_config = {"architecture": "amd64", "os": "linux", "config": {}}
+            diff_ids.append(sha256_digest(layer.tar))
+        full_config = {"architecture": DEFAULT_ARCH, "os": "linux", "config": {}}
         full_config.update(config or {})
         full_config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
         config_digest, config_size = oci.write_blob(self.root, json.dumps(full_config).encode())
@@ -58,18 +65,12 @@ class LayoutWriter:
                     "config": {"mediaType": oci.OCI_CONFIG, "digest": config_digest,
                                "size": config_size}, "layers": descriptors}
         digest, size = oci.write_blob(self.root, json.dumps(manifest).encode())
-        entry: dict[str, Any] = {"mediaType": oci.OCI_MANIFEST, "digest": digest, "size": size,
-                                 "annotations": {oci.REF_NAME: tag}}
+        entry = oci.index_entry(digest, size, tag, None)
         if platform:
-            entry["platform"] = platform
+            entry["platform"] = platform  # as given: tests also write odd platform fields
         self.entries.append(entry)
-        self._write_index()
+        oci.write_index(self.root, self.entries)
         return digest
-
-    def _write_index(self) -> None:
-        (self.root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-        index = {"schemaVersion": 2, "mediaType": oci.OCI_INDEX, "manifests": self.entries}
-        (self.root / "index.json").write_text(json.dumps(index, indent=2))
 
 
 @dataclass(frozen=True)
