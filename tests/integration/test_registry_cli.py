@@ -11,8 +11,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from registry_fixtures import client_for_registry, make_oci_layout, registry_http  # noqa: F401
+from registry_fixtures import (  # noqa: F401
+    client_for_registry,
+    make_oci_layout,
+    make_sif,
+    registry_http,
+)
 
+from hepbuild.cli import main
+from hepbuild.platforms import host_arch
 from hepbuild.registry import media
 from hepbuild.registry.client import Descriptor, referrers_tag
 from hepbuild.registry.oras import go_json
@@ -153,3 +160,34 @@ def test_registry_start_on_a_busy_port_says_so(tmp_path: Path) -> None:
     assert result.returncode == 9  # RegistryError
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert running_pid(tmp_path / "r") is None
+
+
+def test_pull_into_a_folder_refuses_to_overwrite_and_leaves_no_temp_file(
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sif_path = make_sif(tmp_path / "pulled.sif", host_arch().name, payload_size=8192)
+    ref = f"oras://{registry_http.url}/library/pull-dest:1"
+    assert main(["push", "--insecure", "--json", str(sif_path), ref]) == 0
+    pushed = json.loads(capsys.readouterr().out)
+    assert set(pushed["rows"][0]) == {"reference", "arch", "digest", "size", "bytes_uploaded"}
+    assert pushed["result"]["arch"] == host_arch().name
+
+    folder = tmp_path / "trial"
+    folder.mkdir()
+    assert main(["pull", "--insecure", "--json", ref, str(folder)]) == 0
+    pulled = json.loads(capsys.readouterr().out)
+    written = folder / "pulled.sif"  # the layer's title, as Apptainer names it
+    assert written.read_bytes() == sif_path.read_bytes()
+    assert pulled["path"] == str(written) and pulled["arch"] == host_arch().name
+
+    assert main(["pull", "--insecure", ref, str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{written} already exists" in err and "--force" in err and "Traceback" not in err
+    written.write_bytes(b"old")
+    assert main(["pull", "--insecure", "--force", ref, str(written)]) == 0
+    capsys.readouterr()
+    assert written.read_bytes() == sif_path.read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["pulled.sif"]
+    assert not list(tmp_path.glob(".*.pull"))
