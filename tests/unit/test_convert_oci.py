@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,23 @@ def test_docker_v2_manifest_and_layer_types(tmp_path: Path) -> None:
     image = oci.open_layout(tmp_path / "img", "t", None)
     assert image.manifest_digest == new_digest
     assert oci.layer_compression(image.layers[0]) == "gzip"
+
+
+def test_index_json_is_replaced_not_rewritten_in_place(tmp_path: Path) -> None:
+    # A reader holding the old index (here: a hard link to it) must never see a half-written
+    # or changed file; only a rename into place gives that.
+    writer = LayoutWriter(tmp_path)
+    writer.add_image("one", [LayerBlob(tar_bytes([TarEntry("a", data=b"1")]))])
+    reader_view = tmp_path / "old-index.json"
+    os.link(tmp_path / "index.json", reader_view)
+    before = reader_view.read_bytes()
+    writer.add_image("two", [LayerBlob(tar_bytes([TarEntry("b", data=b"2")]))])
+    assert reader_view.read_bytes() == before
+    tags = [m["annotations"][oci.REF_NAME]
+            for m in json.loads((tmp_path / "index.json").read_text())["manifests"]]
+    assert tags == ["one", "two"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_test_layout_writer_is_not_shipped() -> None:
+    assert importlib.util.find_spec("hepbuild.image.layout") is None
