@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
 from hepbuild.build.results import BuiltImage
+from hepbuild.files import atomic_write
 
 
 def junit_tree(images: Sequence[BuiltImage], suite: str = "hepbuild.build") -> ET.ElementTree:
@@ -41,11 +40,6 @@ def _case(image: BuiltImage) -> ET.Element:
 
 def write_junit(images: Sequence[BuiltImage], path: Path) -> Path:
     """Write atomically: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tree = junit_tree(images)
     ET.indent(tree)
-    fd, tmp = tempfile.mkstemp(prefix=".junit-", suffix=".xml", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        tree.write(fh, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))

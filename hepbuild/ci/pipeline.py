@@ -1,6 +1,6 @@
 """The child pipeline GitLab runs for a plan: one job per built cell, one per multi-arch image.
 
-    <cell id>      build + test one cell on its arch's runner (native, or qemu on x86_64)
+    <cell id>      build + test one cell on its arch's runner (native, or under qemu on another)
     <image key>    assemble and push the multi-arch list once all its arch jobs finished
                    (only when the pipeline publishes; merge requests push nothing)
 
@@ -10,8 +10,6 @@ can point the same pipeline at another command without regenerating it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,12 @@ from hepbuild.ci.plan import Plan, PlannedCell
 from hepbuild.ci.project import Snapshot
 from hepbuild.config.model import Cell, Matrix
 from hepbuild.errors import RenderError
+from hepbuild.files import atomic_write
 from hepbuild.platforms import Arch
 
 BUILD_STAGE = "build"
 IMAGES_STAGE = "images"
 NOOP_JOB = "nothing-to-build"
-HOST_ARCH = "x86_64"  # where emulated builds run when the matrix names no runner for an arch
 
 ARTIFACT_PATHS = ("build/logs/", "build/records/", "build/reports/", "dist/**/*.sif")
 JUNIT_REPORT = "build/reports/junit.xml"
@@ -116,12 +114,14 @@ def _cell_job(
 
 
 def runner_for(matrix: Matrix, arch: Arch) -> tuple[tuple[str, ...], bool]:
-    """Runner tags for an arch and whether it runs natively; else qemu on the x86_64 runner."""
+    """Runner tags for an arch and whether it runs natively. An arch with no runner entry
+    runs under qemu on the first native runner listed in matrix.yaml ``runners:`` (the
+    centre's x86_64 one); with no native runner at all the job carries no tags."""
     runner = matrix.runners.get(arch.name)
     if runner is not None:
         return runner.tags, runner.native
-    host = matrix.runners.get(HOST_ARCH)
-    return (host.tags if host else ()), arch.name == HOST_ARCH
+    host = next((r for r in matrix.runners.values() if r.native), None)
+    return (host.tags if host else ()), False
 
 
 def _artifacts(options: PipelineOptions) -> dict[str, Any]:
@@ -201,12 +201,4 @@ def dump_pipeline(doc: dict[str, Any]) -> str:
 
 def write_pipeline(doc: dict[str, Any], path: Path) -> None:
     """Write atomically: GitLab must never pick up half a pipeline."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_pipeline(doc))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, dump_pipeline(doc))

@@ -18,6 +18,7 @@ from hepbuild.build.results import BuiltImage
 from hepbuild.commands._args import utc_time
 from hepbuild.config.model import Cell, Config
 from hepbuild.errors import HepbuildError, UsageError
+from hepbuild.files import atomic_write
 from hepbuild.release.publish import harbor_steps
 from hepbuild.release.store import open_store
 
@@ -113,10 +114,7 @@ def _release(args: argparse.Namespace, config: Config, cells: list[Cell],
 
 def _write_results(report: pipeline.BuildReport, path: Path) -> None:
     """build/results.json, what ``hepbuild publish`` reads; written whole or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(output.to_jsonable(report), indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    atomic_write(path, json.dumps(output.to_jsonable(report), indent=2, sort_keys=True) + "\n")
 
 
 def _report(args: argparse.Namespace, report: pipeline.BuildReport) -> None:

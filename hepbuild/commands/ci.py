@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 from collections.abc import Mapping
@@ -15,6 +16,7 @@ from hepbuild.ci.plan import Plan, PlanRequest, SnapshotLoader, make_plan
 from hepbuild.ci.project import Snapshot, load_snapshot
 from hepbuild.commands._args import utc_time
 from hepbuild.errors import UsageError
+from hepbuild.files import atomic_write
 from hepbuild.output import emit_json, print_table, section, short_digest
 
 DEFAULT_OUTPUT = "build/child-pipeline.yml"
@@ -147,11 +149,9 @@ def _cell_row(planned: Any) -> dict[str, Any]:
 
 def write_json_file(document: dict[str, Any], path: Path) -> None:
     """Atomically, so the publish job never reads half a plan."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        emit_json(document, fh)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    emit_json(document, text)
+    atomic_write(path, text.getvalue())
 
 
 def _report(plan: Plan, document: dict[str, Any], *, as_json: bool) -> None:

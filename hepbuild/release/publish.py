@@ -9,7 +9,6 @@ digests of the named cells are read from their per-arch tags in the registry.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -22,6 +21,7 @@ from hepbuild import __version__, naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Cell, Config
 from hepbuild.errors import ConfigError, Problem, RegistryError, UsageError
+from hepbuild.files import file_digests
 from hepbuild.registry.auth import load_credentials
 from hepbuild.registry.harbor import HarborClient, scan_gate, split_repository
 from hepbuild.release.records import (
@@ -221,7 +221,7 @@ def build_record(
 ) -> BuildRecord:
     sif = next((Path(p) for p in outputs if p.endswith(".sif") and Path(p).is_file()), None)
     sandbox = next((p for p in outputs if Path(p).is_dir()), None)
-    sif_sha256, sif_md5 = file_digests(sif) if sif else (None, None)
+    sif_sha256, sif_md5 = _sif_digests(sif) if sif else (None, None)
     return BuildRecord(
         cell_id=cell.id, oci_digest=image.digest, sif_sha256=sif_sha256, sif_md5=sif_md5,
         sandbox_path=sandbox, recipe_commit=provenance.recipe_commit,
@@ -231,13 +231,10 @@ def build_record(
     )
 
 
-def file_digests(path: Path) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            sha.update(block)
-            md5.update(block)
-    return "sha256:" + sha.hexdigest(), md5.hexdigest()
+def _sif_digests(path: Path) -> tuple[str, str]:
+    """The SIF's sha256 as a digest (``sha256:..``, as records carry it) and its md5."""
+    sha, md5 = file_digests(path)
+    return "sha256:" + sha, md5
 
 
 def _scan_arches(

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from hepbuild.errors import ImageError
-from hepbuild.release.store import OCI_INDEX, OCI_MANIFEST, Manifest, ManifestStore, sha256_digest
+from hepbuild.files import atomic_write, sha256_digest
+from hepbuild.release.store import OCI_INDEX, OCI_MANIFEST, Manifest, ManifestStore
 
 RECORD_SCHEMA = 1
 BUILD_RECORD_TYPE = "application/vnd.hepbuild.build-record.v1+json"
@@ -63,19 +63,8 @@ def record_file_name(cell_id: str) -> str:
 
 
 def write_json_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary name in the same directory, then rename: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Never half a record under its final name (files.atomic_write)."""
+    return atomic_write(path, data)
 
 
 def write_local_record(records_dir: Path, record: BuildRecord) -> Path:

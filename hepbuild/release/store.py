@@ -7,7 +7,6 @@ record and rollback logic reads as what it does. ``RegistryStore`` fits it onto
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +17,7 @@ from hepbuild.registry.client import RegistryClient
 from hepbuild.registry.media import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = ["DOCKER_LIST", "DOCKER_MANIFEST", "OCI_INDEX", "OCI_MANIFEST", "Manifest",
-           "ManifestStore", "RegistryStore", "open_store", "sha256_digest"]
+           "ManifestStore", "RegistryStore", "open_store"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,6 @@ class Manifest:
 
     def descriptor(self) -> dict[str, Any]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class ManifestStore(Protocol):

@@ -17,6 +17,7 @@ from hepbuild import naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Cell, Registry
 from hepbuild.errors import HepbuildError, RegistryError, UsageError
+from hepbuild.files import sha256_digest
 from hepbuild.platforms import parse_platform
 from hepbuild.release.store import (
     DOCKER_LIST,
@@ -24,7 +25,6 @@ from hepbuild.release.store import (
     OCI_INDEX,
     Manifest,
     ManifestStore,
-    sha256_digest,
 )
 
 CellResult = tuple[Cell, BuiltImage]

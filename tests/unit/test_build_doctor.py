@@ -28,3 +28,28 @@ def test_missing_arm64_binfmt_is_required_and_fails(tmp_path: Path) -> None:
     assert checks["arm64"].details == {"native": False, "mounted": True, "present": False,
                                        "enabled": False, "fix_binary": False}
     assert doctor.missing_required(list(checks.values())) == [checks["arm64"]]
+
+
+def test_required_qemu_follows_the_host_not_a_fixed_arch(tmp_path: Path) -> None:
+    (tmp_path / "status").write_text("enabled\n")
+    on_arm = {c.name: c for c in doctor.binfmt_checks(get_arch("arm64"), tmp_path)}
+    assert on_arm["arm64"].ok and on_arm["arm"].ok
+    assert on_arm["x86_64"].required and not on_arm["x86"].required
+    assert [(name, required) for name, required, _ in doctor.qemu_tools(get_arch("x86_64"))] == [
+        ("qemu-i386-static", False), ("qemu-arm-static", False),
+        ("qemu-aarch64-static", True)]
+
+
+HEPBUILD = Path(__file__).resolve().parents[2] / "hepbuild"
+# Files of this area that once carried their own atomic writer, digest code or arch names.
+ONE_PLACE = ("ci/pipeline.py", "build/junit.py", "build/doctor.py", "commands/build.py",
+             "commands/ci.py", "release/publish.py", "release/store.py", "release/records.py",
+             "release/versions.py")
+
+
+def test_atomic_writes_digests_and_arch_names_come_from_their_one_place() -> None:
+    for name in ONE_PLACE:
+        text = (HEPBUILD / name).read_text()
+        for private in ("mkstemp", "os.replace", "hashlib", "HOST_ARCH", '"x86_64"', '"arm64"',
+                        '"amd64"', '"aarch64"'):
+            assert private not in text, f"{name} has {private}; use files.py / platforms.py"

@@ -81,6 +81,15 @@ def test_arch_without_native_runner_goes_to_qemu_on_x86_64() -> None:
     assert job["variables"]["HEPBUILD_EMULATED"] == "true"
 
 
+def test_emulation_host_is_the_first_native_runner_not_a_fixed_arch() -> None:
+    qemu = Runner("x86", ("site", "qemu"), False)
+    doc = child(runners={"x86": qemu, "arm64": RUNNERS["arm64"]})
+    job = doc["site/base-deb-x86_64"]  # x86_64 has no runner entry here
+    assert job["tags"] == ["site", "arm64"]
+    assert job["variables"]["HEPBUILD_EMULATED"] == "true"
+    assert child(runners={})["site/base-deb-arm64"].get("tags") is None
+
+
 def test_child_needs_its_parent_job_same_base_and_arch() -> None:
     doc = child()
     assert doc["site/child-deb-arm64"]["needs"] == [

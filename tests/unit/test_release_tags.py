@@ -13,6 +13,7 @@ from hepbuild import naming
 from hepbuild.build.results import BuiltImage
 from hepbuild.config.model import Base, Cell, Recipe, Registry
 from hepbuild.errors import ConfigError, UsageError
+from hepbuild.files import sha256_digest
 from hepbuild.platforms import get_arch
 from hepbuild.release.history import TagScheme
 from hepbuild.release.publish import Provenance, build_record, load_build_inputs
@@ -24,7 +25,7 @@ from hepbuild.release.records import (
     referrer_manifest,
     write_json_atomic,
 )
-from hepbuild.release.store import Manifest, sha256_digest
+from hepbuild.release.store import Manifest
 from hepbuild.release.versions import PublishBlocked, publish_image, repository_path
 
 WHEN = dt.datetime(2026, 12, 4, 1, 2, 3, tzinfo=dt.timezone.utc)
