@@ -28,10 +28,12 @@ def push_image_layout(
     layout = Path(layout_dir)
     entries = select_entries(layout, tag)
     before = client.bytes_uploaded
+    platform = None
     if len(entries) == 1:
         digest, media_type, size, manifest_size = _push_manifest(
             client, layout, ref, entries[0], ref.ref
         )
+        platform = _entry_platform(entries[0])
     else:
         digest, media_type, size, manifest_size = _push_grouped(client, layout, ref, entries)
     return PushResult(
@@ -41,6 +43,18 @@ def push_image_layout(
         size,
         client.bytes_uploaded - before,
         manifest_size=manifest_size,
+        platform=platform,
+    )
+
+
+def _entry_platform(entry: dict[str, Any]) -> str | None:
+    """``linux/arm64/v8`` for an index entry that names one platform (so --json has an arch)."""
+    platform = entry.get("platform")
+    if not isinstance(platform, dict) or not platform.get("architecture"):
+        return None
+    return str(
+        Platform(str(platform.get("os", "linux")), str(platform["architecture"]),
+                 platform.get("variant"))
     )
 
 

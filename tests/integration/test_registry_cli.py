@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from oci_layouts import LayerBlob, LayoutWriter, TarEntry, tar_bytes
 from registry_fixtures import (  # noqa: F401
     client_for_registry,
     make_oci_layout,
@@ -19,7 +20,7 @@ from registry_fixtures import (  # noqa: F401
 )
 
 from hepbuild.cli import main
-from hepbuild.platforms import host_arch
+from hepbuild.platforms import get_arch, host_arch
 from hepbuild.registry import media
 from hepbuild.registry.client import Descriptor, referrers_tag
 from hepbuild.registry.oras import go_json
@@ -191,3 +192,18 @@ def test_pull_into_a_folder_refuses_to_overwrite_and_leaves_no_temp_file(
     assert written.read_bytes() == sif_path.read_bytes()
     assert sorted(p.name for p in folder.iterdir()) == ["pulled.sif"]
     assert not list(tmp_path.glob(".*.pull"))
+
+
+def test_push_json_of_a_single_platform_layout_names_the_centre_arch(
+    registry_http: LocalRegistry,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arm64 = get_arch("arm64")
+    platform = {"architecture": arm64.oci, "os": "linux", "variant": str(arm64.variant)}
+    layer = LayerBlob(tar_bytes([TarEntry("hello", data=b"arm")]))
+    LayoutWriter(tmp_path / "one").add_image("1", [layer], platform=platform)
+    dest = f"docker://{registry_http.url}/library/one-arch:1"
+    assert main(["push", "--insecure", "--json", f"oci:{tmp_path / 'one'}:1", dest]) == 0
+    result = json.loads(capsys.readouterr().out)["result"]
+    assert (result["arch"], result["platform"]) == ("arm64", arm64.platform)
