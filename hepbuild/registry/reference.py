@@ -94,15 +94,11 @@ def _looks_like_host_only(name: str) -> bool:
     """``127.0.0.1:5099``, ``harbor.example``, ``localhost:5000``: a registry without a path.
 
     Docker would read these as Docker Hub names; hepbuild refuses them rather than contact a
-    host the user did not name. ``ubuntu:22.04`` stays a Docker Hub name (its tag is no port).
+    host the user did not name. A name without a dot stays a Docker Hub name, whatever its
+    tag: ``ubuntu:22.04`` and ``python:3`` are images, as Docker reads them.
     """
-    base, colon, port = name.partition(":")
-    return (
-        "." in base
-        or base == "localhost"
-        or name.startswith("[")
-        or bool(colon and port.isascii() and port.isdigit())
-    )
+    base = name.partition(":")[0]
+    return "." in base or base == "localhost" or name.startswith("[")
 
 
 def _split_host(text: str, name: str) -> tuple[str, str]:

@@ -65,9 +65,15 @@ def test_an_empty_reference_is_refused(text: str) -> None:
         parse_reference(text)
 
 
-def test_docker_hub_short_names_still_read_as_docker_hub() -> None:
-    ref = parse_reference("ubuntu:22.04")
-    assert (ref.host, ref.repository, ref.tag) == (DEFAULT_HOST, "library/ubuntu", "22.04")
+@pytest.mark.parametrize(("text", "repository", "tag"), [
+    ("ubuntu:22.04", "library/ubuntu", "22.04"),
+    ("python:3", "library/python", "3"),  # an all-digit tag is a tag, not a port
+    ("almalinux/9-base:9", "almalinux/9-base", "9"),
+])
+def test_docker_hub_short_names_still_read_as_docker_hub(text: str, repository: str,
+                                                         tag: str) -> None:
+    ref = parse_reference(text)
+    assert (ref.host, ref.repository, ref.tag) == (DEFAULT_HOST, repository, tag)
 
 
 def test_cli_push_to_a_bare_host_port_names_it(
