@@ -35,6 +35,15 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    """The OCI digest of a file's bytes, ``sha256:<hex>``, read in 1 MiB blocks."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(_BLOCK):
+            sha.update(block)
+    return "sha256:" + sha.hexdigest()
+
+
 def file_digests(path: Path) -> tuple[str, str]:
     """sha256 and md5 of a file as plain hex, read once in 1 MiB blocks."""
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)

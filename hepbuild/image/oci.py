@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import zstandard
 
 from hepbuild.errors import ImageError
-from hepbuild.files import atomic_write, file_digests, sha256_digest
+from hepbuild.files import atomic_write, sha256_digest, sha256_file
 from hepbuild.platforms import Platform, host_arch, parse_platform, pick_platform
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -236,7 +236,7 @@ def _effective_compression(source: Path, layer: LayerRef) -> str:
 
 
 def _check_digest(path: Path, digest: str, what: str) -> None:
-    actual = "sha256:" + file_digests(path)[0]
+    actual = sha256_file(path)
     if actual != digest:
         raise ImageError(f"{what}: content does not match its digest ({actual})",
                          "the blob is corrupted; pull the image again")

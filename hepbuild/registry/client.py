@@ -24,7 +24,7 @@ import requests
 
 from hepbuild import output
 from hepbuild.errors import AuthError, RegistryError, UsageError
-from hepbuild.files import sha256_digest
+from hepbuild.files import sha256_digest, sha256_file
 from hepbuild.registry import media
 from hepbuild.registry.auth import Challenge, Credentials, parse_challenge
 from hepbuild.registry.reference import DEFAULT_HOST
@@ -140,13 +140,7 @@ class _UploadLost(Exception):
 def sha256_of(source: Path | bytes) -> tuple[str, int]:
     if isinstance(source, bytes):
         return sha256_digest(source), len(source)
-    digest = hashlib.sha256()
-    size = 0
-    with open(source, "rb") as fh:
-        while block := fh.read(READ_BLOCK):
-            digest.update(block)
-            size += len(block)
-    return "sha256:" + digest.hexdigest(), size
+    return sha256_file(source), Path(source).stat().st_size
 
 
 def _read_range(source: Path | bytes, offset: int, length: int) -> bytes:

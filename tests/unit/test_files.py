@@ -40,3 +40,11 @@ def test_digests_agree_with_hashlib_and_coreutils(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["image.sif.sha256", "image.sif.md5"]
     for tool, path in (("sha256sum", written[0]), ("md5sum", written[1])):
         subprocess.run([tool, "-c", path.name], cwd=tmp_path, check=True, capture_output=True)
+
+
+def test_sha256_file_is_the_oci_digest_of_the_bytes(tmp_path: Path) -> None:
+    from hepbuild.files import sha256_file
+
+    blob = tmp_path / "layer"
+    blob.write_bytes(b"\0" * (3 << 20) + b"tail")
+    assert sha256_file(blob) == sha256_digest(blob.read_bytes())
