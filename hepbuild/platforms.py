@@ -111,6 +111,16 @@ def host_arch() -> Arch:
     return get_arch(_pyplatform.machine())
 
 
+# The 32-bit arch a 64-bit kernel usually runs without emulation (i386 on x86_64; armv7 on
+# most arm64 CPUs, though some server cores drop AArch32: binfmt then still finds qemu-arm).
+_COMPAT: dict[str, str] = {"x86_64": "x86", "arm64": "arm"}
+
+
+def runs_natively(host: Arch, arch: Arch) -> bool:
+    """True when a ``host`` kernel runs ``arch`` binaries without qemu."""
+    return arch.name == host.name or _COMPAT.get(host.name) == arch.name
+
+
 def arch_from_sif_code(code: str) -> str:
     """SIF code to its Go name, ``unknown`` where the code is not listed."""
     return SIF_ARCH_NAMES.get(code, "unknown")

@@ -10,18 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hepbuild.platforms import ARCHES, Arch
+from hepbuild.platforms import ARCHES, Arch, runs_natively
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-
-# Which architectures a CPU runs without emulation (an x86_64 kernel runs i386 binaries).
-_NATIVE: dict[str, tuple[str, ...]] = {
-    "x86_64": ("x86_64", "x86"),
-    "x86": ("x86",),
-    "arm64": ("arm64", "arm"),
-    "arm": ("arm",),
-}
-
 
 @dataclass(frozen=True)
 class BinfmtState:
@@ -83,7 +74,7 @@ def parse_entry(text: str) -> tuple[bool, str, str | None]:
 
 
 def binfmt_state(arch: Arch, host: Arch, directory: Path = BINFMT_DIR) -> BinfmtState:
-    native = arch.name in _NATIVE.get(host.name, (host.name,))
+    native = runs_natively(host, arch)
     mounted = (directory / "status").exists()
     entry = directory / f"qemu-{arch.qemu}"
     if not entry.exists():

@@ -101,3 +101,14 @@ def test_written_platforms_carry_arm_variants() -> None:
     assert get_arch("arm").variant == "v7"
     assert get_arch("arm64").variant == "v8"
     assert get_arch("x86_64").variant is None
+
+
+@pytest.mark.parametrize(
+    ("host", "arch", "native"),
+    [("x86_64", "x86_64", True), ("x86_64", "x86", True), ("x86_64", "arm64", False),
+     ("arm64", "arm", True), ("arm64", "x86_64", False), ("x86", "x86_64", False)],
+)
+def test_which_arches_a_host_runs_without_qemu(host: str, arch: str, native: bool) -> None:
+    from hepbuild.platforms import runs_natively
+
+    assert runs_natively(get_arch(host), get_arch(arch)) is native
