@@ -42,4 +42,6 @@ def write_junit(images: Sequence[BuiltImage], path: Path) -> Path:
     """Write atomically: a reader never sees half a report."""
     tree = junit_tree(images)
     ET.indent(tree)
-    return atomic_write(path, ET.tostring(tree.getroot(), encoding="utf-8", xml_declaration=True))
+    root = tree.getroot()
+    assert root is not None  # junit_tree always builds a <testsuites> root
+    return atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))

@@ -125,17 +125,17 @@ def check_host(text: str, host: str) -> None:
     """``name[:port]`` or ``[v6]:port`` with a port in 1-65535, else a UsageError naming it."""
     hint = "write host, host:port or [ipv6]:port with a port from 1 to 65535"
     if host.startswith("["):
-        address, bracket, port = host[1:].partition("]")
+        address, bracket, rest = host[1:].partition("]")
         if not bracket or not address or not _IPV6_RE.match(address):
             raise UsageError(f"invalid IPv6 address {host!r} in {text!r}", hint)
-        if port and not port.startswith(":"):
+        if rest and not rest.startswith(":"):
             raise UsageError(f"invalid registry host {host!r} in {text!r}", hint)
-        port = port[1:] if port else None
+        port = rest[1:] if rest else None
     else:
-        address, colon, port = host.partition(":")
+        address, colon, rest = host.partition(":")
         if not _HOSTNAME_RE.match(address):
             raise UsageError(f"invalid registry host {host!r} in {text!r}", hint)
-        port = port if colon else None
+        port = rest if colon else None
     if port is not None and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise UsageError(f"invalid port {port!r} in {text!r}", hint)
 
