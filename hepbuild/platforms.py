@@ -159,6 +159,26 @@ def parse_platform(text: str) -> Platform:
     return Platform(parts[0], parts[1], variant)
 
 
+def platform_for_oci(oci_arch: str | None) -> Platform | None:
+    """The platform of an OCI architecture name, with the variant hepbuild writes for it."""
+    if not oci_arch or oci_arch == "unknown":
+        return None
+    if is_arch(oci_arch):
+        known = get_arch(oci_arch)
+        return Platform("linux", known.oci, known.variant)
+    return Platform("linux", oci_arch)
+
+
+def centre_name(platform: Platform | str | None) -> str | None:
+    """x86_64, arm64, ... for the arches the centre builds; the OCI name for any other."""
+    if platform is None or platform == "":
+        return None
+    parsed = parse_platform(platform) if isinstance(platform, str) else platform
+    if is_arch(parsed.architecture):
+        return get_arch(parsed.architecture).name
+    return parsed.architecture
+
+
 def _default_variant(architecture: str) -> str | None:
     return {"arm64": "v8", "arm": "v7"}.get(architecture)
 

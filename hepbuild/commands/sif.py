@@ -8,7 +8,7 @@ from typing import Any
 
 from hepbuild import output
 from hepbuild.image import sif
-from hepbuild.image.convert import centre_arch_name, platform_of_oci_arch
+from hepbuild.platforms import centre_name, platform_for_oci
 
 
 def register(sub: Any) -> None:
@@ -36,14 +36,14 @@ def run_inspect(args: argparse.Namespace) -> int:
 def describe(image: sif.SifImage) -> dict[str, Any]:
     """The JSON view: ``arch`` is the centre's name (x86_64...); the text mirrors siftool."""
     header = image.header
-    platform = platform_of_oci_arch(header.arch)
+    platform = platform_for_oci(header.arch)
     objects = [{"id": d.id, "type": d.type_name, "description": d.describe_type(),
                 "group": d.group_id or None, "link": d.linked_id or None,
                 "link_is_group": d.link_is_group, "offset": d.offset, "size": d.size,
                 "name": d.name or None, "fields": dict(d.info_fields())}
                for d in image.descriptors]
     return {"file": str(image.path), "launch_script": header.launch_script,
-            "id": str(header.id), "arch": centre_arch_name(platform) or header.arch,
+            "id": str(header.id), "arch": centre_name(platform) or header.arch,
             "platform": str(platform) if platform else None, "created_at": header.created_at,
             "modified_at": header.modified_at, "descriptors_free": header.descriptors_free,
             "descriptors_total": header.descriptors_total,

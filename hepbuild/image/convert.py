@@ -36,10 +36,10 @@ from hepbuild.platforms import (
     SIF_ARCH_NAMES,
     Platform,
     arch_from_sif_code,
-    get_arch,
+    centre_name,
     host_arch,
-    is_arch,
     parse_platform,
+    platform_for_oci,
     platform_matches,
 )
 
@@ -141,7 +141,7 @@ def _dispatch(source: ImageRef, target: ImageRef, arch: str | None, access: Acce
         sandbox = _sif_to_sandbox(source.path, work / "rootfs")
         if target.format == "sandbox":
             os.rename(sandbox, target.path)
-            return _Produced(None, platform=platform_of_oci_arch(_sif_arch(source.path)))
+            return _Produced(None, platform=platform_for_oci(_sif_arch(source.path)))
         config = _config_from_sif(source.path)
         return _sandbox_to_oci(sandbox, config, target, access, work)
     if target.format == "sif":
@@ -183,24 +183,6 @@ def flatten_image(image: oci.OciImage, work: Path) -> Flattener:
 
 def _image_arch(image: oci.OciImage) -> str | None:
     return image.platform.architecture if image.platform else None
-
-
-def platform_of_oci_arch(oci_arch: str | None) -> Platform | None:
-    """The platform of an OCI architecture name with the variant hepbuild writes for it."""
-    if not oci_arch or oci_arch == "unknown":
-        return None
-    if is_arch(oci_arch):
-        known = get_arch(oci_arch)
-        return Platform("linux", known.oci, known.variant)
-    return Platform("linux", oci_arch)
-
-
-def centre_arch_name(platform: Platform | None) -> str | None:
-    """x86_64, arm64... for the arches the centre builds; the OCI name for any other."""
-    if platform is None:
-        return None
-    return get_arch(platform.architecture).name if is_arch(platform.architecture) \
-        else platform.architecture
 
 
 def _with_metadata(image: oci.OciImage, ref: ImageRef, work: Path) -> Flattener:
@@ -248,7 +230,7 @@ def _oci_to_sif(image: oci.OciImage, ref: ImageRef, target: Path, work: Path, le
         sif.NewObject(sif.DATA_GENERIC_JSON, _config_bytes(image.config), name=OCI_CONFIG_NAME),
         sif.primary_squashfs(squash, sif_arch_code(arch)),
     ]
-    return _write_sif_file(objects, target, work, image.platform or platform_of_oci_arch(arch))
+    return _write_sif_file(objects, target, work, image.platform or platform_for_oci(arch))
 
 
 def _config_bytes(config: dict[str, Any]) -> bytes:
@@ -431,7 +413,7 @@ def _sandbox_to_sif(root: Path, target: Path, arch: str | None, work: Path, leve
 def _finish(source: ImageRef, target: ImageRef, produced: _Produced, seconds: float
             ) -> ConvertResult:
     fmt = output_format(target)
-    arch = centre_arch_name(produced.platform)
+    arch = centre_name(produced.platform)
     platform = str(produced.platform) if produced.platform else None
     if produced.path is None:
         return ConvertResult(str(source), str(target), fmt, produced.digest, None, None, None,

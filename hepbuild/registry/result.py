@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hepbuild.errors import UsageError
-from hepbuild.platforms import arch_from_oci, parse_platform
-
-
-def centre_arch(platform: str | None) -> str | None:
-    """``linux/arm/v7`` -> ``arm``; None for no platform or one hepbuild has no name for."""
-    if not platform:
-        return None
-    try:
-        parsed = parse_platform(platform)
-        return arch_from_oci(parsed.architecture, parsed.variant).name
-    except UsageError:
-        return None
+from hepbuild.platforms import centre_name
 
 
 @dataclass
@@ -37,7 +25,7 @@ class PushResult:
 
     def __post_init__(self) -> None:
         if self.arch is None:
-            self.arch = centre_arch(self.platform)
+            self.arch = centre_name(self.platform)
 
     def row(self) -> dict[str, object]:
         return {
@@ -61,7 +49,7 @@ class PullResult:
 
     def __post_init__(self) -> None:
         if self.arch is None:
-            self.arch = centre_arch(self.platform)
+            self.arch = centre_name(self.platform)
 
     def row(self) -> dict[str, object]:
         return {

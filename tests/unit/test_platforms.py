@@ -112,3 +112,22 @@ def test_which_arches_a_host_runs_without_qemu(host: str, arch: str, native: boo
     from hepbuild.platforms import runs_natively
 
     assert runs_natively(get_arch(host), get_arch(arch)) is native
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [("linux/amd64", "x86_64"), ("linux/arm/v7", "arm"), ("linux/arm64/v8", "arm64"),
+     (Platform("linux", "386"), "x86"), ("linux/ppc64le", "ppc64le"), (None, None)],
+)
+def test_centre_name_of_a_platform(given: Platform | str | None, name: str | None) -> None:
+    from hepbuild.platforms import centre_name
+
+    assert centre_name(given) == name
+
+
+def test_platform_for_an_oci_arch_carries_our_variant() -> None:
+    from hepbuild.platforms import platform_for_oci
+
+    assert platform_for_oci("arm64") == Platform("linux", "arm64", "v8")
+    assert platform_for_oci("s390x") == Platform("linux", "s390x")
+    assert platform_for_oci("unknown") is None
