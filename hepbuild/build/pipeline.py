@@ -27,6 +27,7 @@ from hepbuild.build.results import BuiltImage
 from hepbuild.build.scheduler import OrderedRunner
 from hepbuild.config.model import Cell, Config
 from hepbuild.errors import BuildError, HepbuildError
+from hepbuild.files import write_checksum_files
 from hepbuild.image.convert import convert as convert_image
 from hepbuild.release.versions import Release
 
@@ -231,7 +232,18 @@ def _outputs_for(convert: Callable[..., Any], job: BuildJob, image: BuiltImage,
                 arch=job.cell.arch.name)
         _replace(fresh, final)
         files.append(str(final))
+        files += [str(p) for p in _move_checksums(fresh, final)]
     return files
+
+
+def _move_checksums(fresh: Path, final: Path) -> list[Path]:
+    """convert() wrote FILE.sha256/.md5 for the fresh name; write them for the final one."""
+    made = [fresh.with_name(f"{fresh.name}.{kind}") for kind in ("sha256", "md5")]
+    if not any(p.exists() for p in made):
+        return []  # a directory output (oci layout, sandbox) has no checksum files
+    for path in made:
+        path.unlink(missing_ok=True)
+    return write_checksum_files(final)[2]
 
 
 def _replace(fresh: Path, final: Path) -> None:

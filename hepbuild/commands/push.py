@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from hepbuild import output
+from hepbuild import naming, output
+from hepbuild.cells import expand_matrix
+from hepbuild.config.load import load_config
+from hepbuild.config.model import Cell
 from hepbuild.errors import UsageError
 from hepbuild.image.convert import convert
 from hepbuild.image.transports import ImageRef, parse_ref
@@ -36,7 +40,11 @@ def register(sub: Any) -> None:
         "architectures get per-arch tags TAG-ARCH plus an OCI index under TAG.",
     )
     add_tls_arguments(parser)
-    parser.add_argument("sources", nargs="+", metavar="SRC", help="oci:DIR[:TAG], FILE.sif, …")
+    parser.add_argument(
+        "sources", nargs="+", metavar="SRC",
+        help="oci:DIR[:TAG], FILE.sif, any transport of convert, or a cell id (its built "
+        "image; for oras:// its SIF in dist/<cell>/)",
+    )
     parser.add_argument("destination", metavar="DST", help="docker://HOST/REPO:TAG or oras://…")
     parser.add_argument("--arch", help="the SIF's architecture (checked against the file)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -75,14 +83,41 @@ def run(args: argparse.Namespace) -> int:
             "write docker://HOST/REPO:TAG (OCI) or oras://HOST/REPO:TAG (SIF)",
         )
     ref = parse_reference(args.destination)
+    sources = resolve_cell_sources(args.sources, ref.transport, Path.cwd())
     with client_from_args(args, ref) as client:
-        result = push_sources(client, args.sources, ref, args.arch)
+        result = push_sources(client, sources, ref, args.arch)
     rows = [*(c.row() for c in result.children), result.row()]
     if args.json:
         output.emit_json({"result": result, "rows": rows})
     else:
         output.print_table([_human(r) for r in rows], COLUMNS)
     return 0
+
+
+def resolve_cell_sources(sources: list[str], transport: str, root: Path) -> list[str]:
+    """A cell id stands for what ``hepbuild build`` made of it.
+
+    To ``docker://`` that is the cell's image in buildah's store; to ``oras://`` its SIF in
+    ``dist/<cell>/``. Anything that is not a cell id of the project at ``root`` is left as is.
+    """
+    candidates = [s for s in sources if ":" not in s and "/" in s and not Path(s).exists()]
+    if not candidates or not (root / "matrix.yaml").is_file():
+        return sources
+    config = load_config(root, env=os.environ)
+    cells = {cell.id: cell for cell in expand_matrix(config).cells}
+    return [_cell_source(cells[s], transport, root) if s in cells else s for s in sources]
+
+
+def _cell_source(cell: Cell, transport: str, root: Path) -> str:
+    if transport != "oras":
+        return f"containers-storage:{naming.local_name(cell)}"
+    sif = root / "dist" / cell.id / f"{cell.recipe.name}.sif"
+    if not sif.is_file():
+        raise UsageError(
+            f"cell {cell.id} has no SIF at {sif}",
+            f"add sif to the recipe's outputs, then run: hepbuild build --select {cell.id}",
+        )
+    return str(sif)
 
 
 def push_sources(

@@ -220,7 +220,7 @@ def build_record(
     cell: Cell, image: BuiltImage, outputs: Sequence[str], provenance: Provenance
 ) -> BuildRecord:
     sif = next((Path(p) for p in outputs if p.endswith(".sif") and Path(p).is_file()), None)
-    sandbox = next((p for p in outputs if Path(p).is_dir()), None)
+    sandbox = next((p for p in outputs if p.endswith(".sandbox") and Path(p).is_dir()), None)
     sif_sha256, sif_md5 = _sif_digests(sif) if sif else (None, None)
     return BuildRecord(
         cell_id=cell.id, oci_digest=image.digest, sif_sha256=sif_sha256, sif_md5=sif_md5,

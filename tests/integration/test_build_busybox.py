@@ -6,6 +6,7 @@ arm64 RUN steps and tests really run under qemu, yet everything takes seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -136,6 +137,22 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
     # The dated tag holds the very same list, and the moving tags point at it.
     assert _raw(f"{parent['repository']}:{parent['dated_tag']}") == index
     assert _raw(f"{parent['repository']}:{latest_tag}") == index
+    # The parent asks for oci and sif outputs: both are in dist/<cell>/, the SIF with its
+    # checksum files, and the release grouped the per-arch SIFs under the version tag.
+    for arch in ("x86_64", "arm64"):
+        cell_dir = project / "dist" / f"{group}/parent-bb-{arch}"
+        assert (cell_dir / "parent.oci" / "index.json").is_file()
+        sif = cell_dir / "parent.sif"
+        assert sif.read_bytes()[32:41] == b"SIF_MAGIC"
+        assert (cell_dir / "parent.sif.sha256").read_text() == (
+            f"{hashlib.sha256(sif.read_bytes()).hexdigest()}  parent.sif\n")
+        assert (cell_dir / "parent.sif.md5").is_file()
+    assert parent["sif_repository"].endswith(f"/{group}/parent-sif")
+    sif_index = _raw(f"{parent['sif_repository']}:{version_tag}")
+    assert sorted(m["platform"]["architecture"] for m in sif_index["manifests"]) == [
+        "amd64", "arm64"]
+    assert releases[f"{group}/child-bb"]["sif_repository"] is None
+
     # build/results.json is what `hepbuild publish` reads, and a record was kept per cell.
     results = json.loads((project / "build" / "results.json").read_text())
     assert sorted(i["cell_id"] for i in results["images"]) == sorted(images)
@@ -144,6 +161,21 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
 
     junit = ET.parse(project / "build" / "reports" / "junit.xml").getroot().find("testsuite")
     assert junit is not None and (junit.get("tests"), junit.get("failures")) == ("4", "0")
+
+
+def test_push_takes_a_cell_id_for_its_built_image_and_its_sif(project: Path, bases: list) -> None:
+    """Runs after the build above (same module, same worker): the cell's image and SIF exist."""
+    group = next((project / "recipes").iterdir()).name
+    registry = (project / "matrix.yaml").read_text().split("url: ", 1)[1].split()[0]
+    cell = f"{group}/parent-bb-arm64"
+    oci = _json(_hepbuild(project, "push", "--insecure", "--json", cell,
+                          f"docker://{registry}/{group}/copied:1"))
+    config = _raw(f"{registry}/{group}/copied:1")
+    assert config["mediaType"].endswith("manifest.v1+json") and oci["result"]["digest"]
+    sif = _json(_hepbuild(project, "push", "--insecure", "--json", cell,
+                          f"oras://{registry}/{group}/copied-sif:1"))
+    assert sif["result"]["arch"] == "arm64"
+    assert sif["result"]["size"] >= (project / "dist" / cell / "parent.sif").stat().st_size
 
 
 def _assert_buildah_calls(argv_log: Path, auth: Path) -> None:

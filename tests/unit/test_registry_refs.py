@@ -245,3 +245,24 @@ def test_a_missing_registry_auth_file_is_warned_about(
 def test_host_arch_platform_has_a_centre_name() -> None:
     # The arch a pull of a single-arch SIF reports comes back through these names.
     assert PullResult("r", "d", "l", 1, "/f", host_arch().platform).arch == host_arch().name
+
+
+def test_a_cell_id_source_names_its_built_image_or_its_sif(tmp_path: Path) -> None:
+    import shutil
+
+    from hepbuild.commands.push import resolve_cell_sources
+
+    root = tmp_path / "project"
+    shutil.copytree(Path(__file__).parent.parent / "data" / "recipes" / "minimal", root)
+    cell = "demo/hello-debian12-x86_64"
+    assert resolve_cell_sources([cell], "docker", root) == [
+        "containers-storage:localhost/hepbuild/demo/hello:1.0-debian12-x86_64"]
+    with pytest.raises(UsageError) as missing:
+        resolve_cell_sources([cell], "oras", root)
+    assert "cell demo/hello-debian12-x86_64 has no SIF" in missing.value.message
+    sif = root / "dist" / cell / "hello.sif"
+    sif.parent.mkdir(parents=True)
+    sif.write_bytes(b"placeholder")
+    assert resolve_cell_sources([cell], "oras", root) == [str(sif)]
+    # Not a cell of this project: left for the transport parser to judge.
+    assert resolve_cell_sources(["demo/nothing-here"], "docker", root) == ["demo/nothing-here"]

@@ -88,12 +88,16 @@ def test_build_record_round_trips_and_names_its_file(tmp_path: Path) -> None:
     cell = _cell()
     sif = tmp_path / "x.sif"
     sif.write_bytes(b"abc")
-    record = build_record(cell, _image(cell), [str(sif), str(tmp_path)],
-                          Provenance("ci", "deadbeef", WHEN))
+    layout, sandbox = tmp_path / "x.oci", tmp_path / "x.sandbox"
+    layout.mkdir()
+    sandbox.mkdir()
+    # An OCI layout is a directory too; only the .sandbox output is the sandbox.
+    outputs = [str(layout), str(sif), str(sif) + ".sha256", str(sandbox)]
+    record = build_record(cell, _image(cell), outputs, Provenance("ci", "deadbeef", WHEN))
     abc_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert record.sif_sha256 == "sha256:" + abc_sha256
     assert record.sif_md5 == "900150983cd24fb0d6963f7d28e17f72"
-    assert record.sandbox_path == str(tmp_path)
+    assert record.sandbox_path == str(sandbox)
     assert record.build_time == "2026-12-04T01:02:03Z"
     assert BuildRecord.from_json(record.to_json(), "test") == record
     assert record_file_name(cell.id) == "hep__root-el9-arm64.json"
