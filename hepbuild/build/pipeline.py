@@ -171,7 +171,9 @@ def run_jobs(buildah: Buildah, jobs: Sequence[BuildJob], layout: Layout, *, max_
     finished: list[str] = []
 
     def work(job: BuildJob) -> BuiltImage:
-        image = build_cell(buildah, job, layout.logs_dir, run_tests=run_tests)
+        # One GitLab section per cell, with its time; CI jobs build one cell (or one chain).
+        with output.section(f"cell_{job.cell.id}", f"build {job.cell.id}"):
+            image = build_cell(buildah, job, layout.logs_dir, run_tests=run_tests)
         finished.append(job.cell.id)
         output.progress(len(finished), total, f"{job.cell.id}: {image.status}")
         return image

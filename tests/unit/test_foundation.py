@@ -124,3 +124,29 @@ def test_a_bad_project_directory_is_a_usage_error(where: str,
     assert cli.main(["-C", where, "matrix"]) == 2
     err = capsys.readouterr().err
     assert f"cannot use -C {where}" in err and "Traceback" not in err
+
+
+def test_sections_fold_in_gitlab_and_show_their_time(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from hepbuild.output import section
+
+    monkeypatch.setenv("GITLAB_CI", "true")
+    with section("cell_juno/offline-env-debian12-arm64", "build juno/offline-env"):
+        print("inside", file=sys.stderr)
+    lines = capsys.readouterr().err.split("\n")  # not splitlines: \r is part of the marker
+    assert lines[0].startswith("\x1b[0Ksection_start:")
+    assert lines[0].endswith(":cell_juno_offline-env-debian12-arm64[collapsed=true]"
+                             "\r\x1b[0Kbuild juno/offline-env")
+    assert lines[1] == "inside"
+    assert lines[2].startswith("\x1b[0Ksection_end:")
+    assert lines[2].endswith(":cell_juno_offline-env-debian12-arm64\r\x1b[0K")
+    assert lines[3].startswith("    build juno/offline-env: ") and lines[3].endswith(" s")
+
+
+def test_sections_outside_gitlab_are_plain_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    from hepbuild.output import section
+
+    with section("push", "push per-arch images"):
+        pass
+    err = capsys.readouterr().err
+    assert err.startswith("==> push per-arch images\n") and "section_start" not in err
