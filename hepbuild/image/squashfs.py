@@ -67,7 +67,9 @@ def squash_directory(source: Path, target: Path, offset: int = 0, all_root: bool
 def unsquash(image: Path, target: Path, offset: int = 0) -> None:
     """Extract a squashfs (at ``offset`` inside a SIF) into ``target``, which must not exist."""
     tool = tools.find_tool("unsquashfs", version_args=("-version",))
-    argv = [tool.path, "-no-progress", "-quiet", "-d", str(target)]
+    # unsquashfs' default queues (256 MiB each) make it peak near 400 MiB on a large image;
+    # 32 MiB queues keep it under 100 MiB and were no slower here (2 cores, tmpfs and disk).
+    argv = [tool.path, "-no-progress", "-quiet", "-da", "32", "-fr", "32", "-d", str(target)]
     if os.geteuid() != 0:
         argv.append("-no-xattrs")  # security.* xattrs would fail for a normal user
     if offset:
