@@ -6,6 +6,7 @@ arm64 RUN steps and tests really run under qemu, yet everything takes seconds.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -99,12 +100,20 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
     group = next((project / "recipes").iterdir()).name
     argv_log = project / "argv.jsonl"
     auth = project / "auth.json"
-    auth.write_text('{"auths": {}}')
+    # A robot login in the auth file (the plain-HTTP test registry ignores it): the whole
+    # build, push and release must never show the secret, nor its base64 form.
+    registry = (project / "matrix.yaml").read_text().split("url: ", 1)[1].split()[0]
+    secret = "s3cr3t$build-9f2"
+    login = base64.b64encode(f"robot$hep+ci:{secret}".encode()).decode()
+    auth.write_text(json.dumps({"auths": {registry: {"auth": login}}}))
     proc = _hepbuild(project, "build", "--jobs", "2", "--json", "--authfile", str(auth),
                      "--select", f"{group}/parent", "--select", f"{group}/child",
                      HEPBUILD_ARGV_LOG=str(argv_log))
     report = _json(proc)
     _assert_buildah_calls(argv_log, auth)
+    logs = [p.read_text(errors="replace") for p in (project / "build").rglob("*.log")]
+    for text in [argv_log.read_text(), proc.stdout, proc.stderr, *logs]:
+        assert secret not in text and login not in text
 
     images = {i["cell_id"]: i for i in report["images"]}
     assert sorted(images) == sorted(f"{group}/{r}-bb-{a}" for r in ("parent", "child")
