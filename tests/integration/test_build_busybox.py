@@ -168,14 +168,14 @@ def test_build_tests_and_pushes_both_arches_and_the_lists(project: Path, bases: 
     records = sorted(p.name for p in (project / "build" / "records").glob("*.json"))
     assert records == sorted(c.replace("/", "__") + ".json" for c in images)
 
+    _assert_push_takes_a_cell_id(project, group, registry)
+
     junit = ET.parse(project / "build" / "reports" / "junit.xml").getroot().find("testsuite")
     assert junit is not None and (junit.get("tests"), junit.get("failures")) == ("4", "0")
 
 
-def test_push_takes_a_cell_id_for_its_built_image_and_its_sif(project: Path, bases: list) -> None:
-    """Runs after the build above (same module, same worker): the cell's image and SIF exist."""
-    group = next((project / "recipes").iterdir()).name
-    registry = (project / "matrix.yaml").read_text().split("url: ", 1)[1].split()[0]
+def _assert_push_takes_a_cell_id(project: Path, group: str, registry: str) -> None:
+    """`hepbuild push CELL` sends that cell's built image (docker://) or its SIF (oras://)."""
     cell = f"{group}/parent-bb-arm64"
     oci = _json(_hepbuild(project, "push", "--insecure", "--json", cell,
                           f"docker://{registry}/{group}/copied:1"))
