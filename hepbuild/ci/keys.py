@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 
 from hepbuild.config.model import Registry
 from hepbuild.errors import RegistryError, UsageError
-from hepbuild.registry.auth import load_credentials
 from hepbuild.registry.client import RegistryClient
+from hepbuild.registry.connect import client_for, client_for_registry
 from hepbuild.registry.reference import parse_reference
 
 CONTENT_KEY_LABEL = "org.hepbuild.content-key"
@@ -51,7 +51,7 @@ def registry_content_key(
     host, repo, tag = split_ref(ref)
     own = client is None
     if client is None:
-        client = RegistryClient(host, insecure=insecure, credentials=load_credentials(host, env))
+        client = client_for(host, insecure=insecure, env=env)
     try:
         return _content_key(client, repo, tag)
     finally:
@@ -99,10 +99,8 @@ class RegistryKeyLookup:
             raise RegistryError(f"{host} was unreachable earlier in this plan")
         if host not in self._clients:
             # Few retries: a plan that cannot see the registry builds; it should not hang.
-            self._clients[host] = RegistryClient(
-                host, insecure=self.registry.insecure, ca_file=self.registry.ca_file,
-                credentials=load_credentials(host, self.env), retries=1, backoff=0.1,
-            )
+            self._clients[host] = client_for_registry(
+                self.registry, self.env, host=host, retries=1, backoff=0.1)
         try:
             return registry_content_key(ref, client=self._clients[host])
         except RegistryError as exc:

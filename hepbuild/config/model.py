@@ -56,6 +56,11 @@ class Registry:
     api: str | None = None  # Harbor REST root, e.g. https://harbor.example/api/v2.0
     sif_repo_suffix: str = ""  # where SIFs go next to OCI images (see release docs)
 
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of ``url``, the part a client connects to and logins are kept for."""
+        return self.url.split("/", 1)[0]
+
 
 @dataclass(frozen=True)
 class Profile:

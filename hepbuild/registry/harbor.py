@@ -142,9 +142,8 @@ def split_repository(registry: Registry, repository: str) -> tuple[str, str]:
 def api_root(registry: Registry) -> str:
     if registry.api:
         return registry.api.rstrip("/")
-    host = registry.url.split("/", 1)[0]
     scheme = "http" if registry.insecure else "https"
-    return f"{scheme}://{host}/api/v2.0"
+    return f"{scheme}://{registry.host}/api/v2.0"
 
 
 def _next_link(response: requests.Response) -> str | None:

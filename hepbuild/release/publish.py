@@ -170,8 +170,7 @@ def harbor_steps(
     registry = config.profile.registry
     if registry.kind != "harbor":
         return None
-    host = registry.url.split("/", 1)[0]
-    client = HarborClient.for_registry(registry, load_credentials(host, env))
+    client = HarborClient.for_registry(registry, load_credentials(registry.host, env))
     return HarborSteps(client, max_severity=max_severity, scan_timeout=scan_timeout)
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from hepbuild.config.model import Registry
-from hepbuild.registry.auth import load_credentials
 from hepbuild.registry.client import RegistryClient
+from hepbuild.registry.connect import client_for_registry
 from hepbuild.registry.media import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 __all__ = ["DOCKER_LIST", "DOCKER_MANIFEST", "OCI_INDEX", "OCI_MANIFEST", "Manifest",
@@ -86,8 +86,4 @@ class RegistryStore:
 
 def open_store(registry: Registry, env: Mapping[str, str]) -> RegistryStore:
     """A store for the profile's registry, with credentials from ``registry.auth``."""
-    host = registry.url.split("/", 1)[0]
-    credentials = load_credentials(host, env)
-    client = RegistryClient(host, insecure=registry.insecure, ca_file=registry.ca_file,
-                            credentials=credentials)
-    return RegistryStore(client)
+    return RegistryStore(client_for_registry(registry, env))

@@ -64,9 +64,8 @@ class Release:
 
 def repository_path(registry: Registry, full_repository: str) -> str:
     """``host:port/ns/group/name`` -> ``ns/group/name`` (the part after the registry host)."""
-    host = registry.url.split("/", 1)[0]
-    if full_repository.startswith(host + "/"):
-        return full_repository[len(host) + 1 :]
+    if full_repository.startswith(registry.host + "/"):
+        return full_repository[len(registry.host) + 1 :]
     return full_repository
 
 
@@ -125,7 +124,6 @@ def _release(
     plans: Sequence[ListPlan], dated: str,
 ) -> Release:
     sif = plans[1] if len(plans) > 1 else None
-    host = registry.url.split("/", 1)[0]
     return Release(
         image_key=cell.image_key,
         repository=naming.repository(registry, cell.recipe),
@@ -134,7 +132,7 @@ def _release(
         moving_tags=moving_tags(cell),
         platforms=tuple(sorted(r.platform for _, r in cells_results)),
         cells=tuple(sorted(c.id for c, _ in cells_results)),
-        sif_repository=f"{host}/{sif.repository}" if sif else None,
+        sif_repository=f"{registry.host}/{sif.repository}" if sif else None,
         sif_digest=sif.digest if sif else None,
     )
 
