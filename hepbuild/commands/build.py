@@ -20,10 +20,8 @@ from hepbuild.config.model import Cell, Config
 from hepbuild.errors import HepbuildError, UsageError
 from hepbuild.files import atomic_write
 from hepbuild.release.publish import harbor_steps
+from hepbuild.release.records import BUILD_RESULTS, RECORDS_DIR
 from hepbuild.release.store import open_store
-
-RESULTS = Path("build") / "results.json"
-RECORDS_DIR = Path("build") / "records"
 
 SUMMARY_COLUMNS = ["cell", "status", "test", "reference", "digest", "size", "time"]
 
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     report = pipeline.BuildReport(images, outputs=outputs, junit=str(junit))
     if args.push:
         report = _release(args, config, cells, report, root)
-    _write_results(report, root / RESULTS)
+    _write_results(report, root / BUILD_RESULTS)
     _report(args, report)
     failure = pipeline.first_failure(images)
     if failure is not None:

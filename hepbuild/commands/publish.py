@@ -29,12 +29,11 @@ from hepbuild.release.publish import (
     publish_all,
     recipe_commit,
 )
+from hepbuild.release.records import BUILD_RESULTS, RECORDS_DIR
 from hepbuild.release.store import ManifestStore, open_store
 from hepbuild.release.targets import current_user
 from hepbuild.release.versions import PublishBlocked
 
-RESULTS = Path("build") / "results.json"
-RECORDS_DIR = Path("build") / "records"
 COLUMNS = ("image", "dated", "moving", "digest", "platforms")
 
 
@@ -43,8 +42,8 @@ def register(sub: Any) -> None:
     parser.add_argument("cells", nargs="*", metavar="CELL",
                         help="cell ids or globs to publish from the registry, when there is no "
                              "results file")
-    parser.add_argument("--results", type=Path, default=RESULTS,
-                        help=f"build results to publish (default: {RESULTS})")
+    parser.add_argument("--results", type=Path, default=BUILD_RESULTS,
+                        help=f"build results to publish (default: {BUILD_RESULTS})")
     parser.add_argument("--project-only", action="store_true",
                         help="Harbor: only make sure the project exists (run before the first "
                              "push of a pipeline)")

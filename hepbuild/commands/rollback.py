@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from hepbuild import output
+from hepbuild.release.records import RECORDS_DIR
 from hepbuild.release.rollback import RollbackRequest, rollback
 from hepbuild.release.targets import current_user, open_image
-
-RECORDS_DIR = Path("build") / "records"
 
 
 def register(sub: Any) -> None:

@@ -11,8 +11,26 @@ from dataclasses import dataclass, field
 from hepbuild.platforms import centre_name
 
 
+class _Result:
+    """What push and pull results share: the centre's arch name filled in from ``platform``."""
+
+    reference: str
+    digest: str
+    size: int
+    platform: str | None
+    arch: str | None
+
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = centre_name(self.platform)
+
+    def _row(self, **extra: object) -> dict[str, object]:
+        return {"reference": self.reference, "arch": self.arch, "digest": self.digest,
+                "size": self.size, **extra}
+
+
 @dataclass
-class PushResult:
+class PushResult(_Result):
     reference: str
     digest: str
     media_type: str
@@ -23,22 +41,12 @@ class PushResult:
     children: list[PushResult] = field(default_factory=list)
     arch: str | None = None  # the centre's name of ``platform``
 
-    def __post_init__(self) -> None:
-        if self.arch is None:
-            self.arch = centre_name(self.platform)
-
     def row(self) -> dict[str, object]:
-        return {
-            "reference": self.reference,
-            "arch": self.arch,
-            "digest": self.digest,
-            "size": self.size,
-            "bytes_uploaded": self.bytes_uploaded,
-        }
+        return self._row(bytes_uploaded=self.bytes_uploaded)
 
 
 @dataclass
-class PullResult:
+class PullResult(_Result):
     reference: str
     digest: str  # the manifest's digest
     layer_digest: str
@@ -47,15 +55,5 @@ class PullResult:
     platform: str | None = None
     arch: str | None = None  # the centre's name of ``platform``
 
-    def __post_init__(self) -> None:
-        if self.arch is None:
-            self.arch = centre_name(self.platform)
-
     def row(self) -> dict[str, object]:
-        return {
-            "reference": self.reference,
-            "arch": self.arch,
-            "digest": self.digest,
-            "size": self.size,
-            "file": self.path,
-        }
+        return self._row(file=self.path)

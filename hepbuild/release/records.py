@@ -21,6 +21,10 @@ from hepbuild.files import atomic_write, sha256_digest
 from hepbuild.release.store import OCI_INDEX, OCI_MANIFEST, Manifest, ManifestStore
 
 RECORD_SCHEMA = 1
+# Where a run keeps its local copies (relative to the project), and the build report that
+# `hepbuild build` writes and `hepbuild publish` reads.
+RECORDS_DIR = Path("build") / "records"
+BUILD_RESULTS = Path("build") / "results.json"
 BUILD_RECORD_TYPE = "application/vnd.hepbuild.build-record.v1+json"
 ROLLBACK_RECORD_TYPE = "application/vnd.hepbuild.rollback-record.v1+json"
 EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
